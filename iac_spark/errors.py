@@ -1,0 +1,121 @@
+"""Exception classes, one per failure mode.
+
+Every error that can end up in an ``error`` column is rendered as
+``"ErrorClass: message"`` by :func:`error_text`, and its message names the file
+(and the member inside a zip) so a user can find the bad input.
+
+Example:
+    >>> from iac_spark.errors import TruncatedMemberError, error_text
+    >>> error_text(TruncatedMemberError("/d/a.zip!x.dcm: pixel data ends past the member"))
+    'TruncatedMemberError: /d/a.zip!x.dcm: pixel data ends past the member'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BuildError",
+    "CatalogError",
+    "CorruptZipError",
+    "DicomParseError",
+    "EmptyMemberError",
+    "IacSparkError",
+    "InputNotFoundError",
+    "JavaNotFoundError",
+    "MemberTooLargeError",
+    "NotDicomError",
+    "OptionError",
+    "TruncatedMemberError",
+    "UnsafeMemberNameError",
+    "VerifyError",
+    "error_text",
+    "location",
+]
+
+
+class IacSparkError(Exception):
+    """Base class of every error raised by iac_spark."""
+
+
+class OptionError(IacSparkError, ValueError):
+    """A reader/writer option has a bad value. The message names the option and what it accepts."""
+
+
+class InputNotFoundError(IacSparkError, FileNotFoundError):
+    """A path given to ``load()`` or ``build`` matched no file. Check the path or glob."""
+
+
+class JavaNotFoundError(IacSparkError, RuntimeError):
+    """No Java runtime was found for a local SparkSession. Install Java 17 or set JAVA_HOME."""
+
+
+class MemberError(IacSparkError):
+    """Base class of problems with one input member; rendered into an error row in PERMISSIVE mode."""
+
+
+class CorruptZipError(MemberError):
+    """The archive (or a nested archive) cannot be opened or a member's compressed data is bad.
+
+    The zip's central directory is unreadable, or inflating a member failed or its CRC-32
+    did not match. Re-download or repair the archive; other archives are unaffected.
+    """
+
+
+class EmptyMemberError(MemberError):
+    """A member or file has zero bytes, so it cannot be a DICOM file."""
+
+
+class NotDicomError(MemberError):
+    """The member has no ``DICM`` preamble and a forced parse does not read it as DICOM.
+
+    Members with a known non-DICOM suffix (``.txt``, ``.xml``, ``.jpg`` ...) and no
+    ``DICM`` magic are skipped silently and counted; this error is for everything else.
+    """
+
+
+class TruncatedMemberError(MemberError):
+    """A DICOM element's declared length runs past the end of the member.
+
+    Detected from the header alone (the member size is known from the zip directory),
+    so metadata-only scans report it without inflating pixel data.
+    """
+
+
+class DicomParseError(MemberError):
+    """pydicom could not parse the header (malformed element, bad VR, bad encoding...)."""
+
+
+class MemberTooLargeError(MemberError):
+    """A member (or nested zip) is larger than the configured memory bound, or inflates past
+    its declared size (a zip bomb). Raise the bound only if the machine has the memory."""
+
+
+class UnsafeMemberNameError(MemberError):
+    """A member name is absolute or contains ``..``. It is read but never used as a path."""
+
+
+class BuildError(IacSparkError, RuntimeError):
+    """A pack build failed; nothing was published. The message says which stage failed."""
+
+
+class CatalogError(IacSparkError, RuntimeError):
+    """The Delta catalog under ``OUT/_catalog`` is missing, inconsistent or could not be committed."""
+
+
+class VerifyError(IacSparkError, RuntimeError):
+    """``verify`` found a mismatch between packs, their checksums and the catalog."""
+
+
+def location(path: str, member: str | None) -> str:
+    """Render a file + member location the way every message and error row does.
+
+    >>> location("/data/a.zip", "s1/x.dcm")
+    '/data/a.zip!s1/x.dcm'
+    >>> location("/data/x.dcm", None)
+    '/data/x.dcm'
+    """
+    return path if member is None else f"{path}!{member}"
+
+
+def error_text(exc: BaseException) -> str:
+    """``ErrorClass: message`` as stored in ``error`` columns."""
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,118 @@
+"""Typed ``zipdcm`` options, parsed once from Spark's case-insensitive string map.
+
+Spark hands a data source only strings (``"false"`` is truthy in Python), so every
+option is parsed here into a frozen dataclass, with an :class:`OptionError` that
+names the option and the values it accepts.
+
+Example:
+    >>> o = ZipDcmOptions.parse({"path": "/data", "content": "TRUE", "mode": "failfast"})
+    >>> o.paths, o.content, o.mode
+    (('/data',), True, 'FAILFAST')
+    >>> ZipDcmOptions.parse({"path": "/d", "content": "yes please"})
+    Traceback (most recent call last):
+    ...
+    iac_spark.errors.OptionError: option 'content' must be true or false, got 'yes please'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import cast
+
+from ..errors import OptionError
+from ..inputs.scan import Mode
+
+__all__ = ["ZipDcmOptions", "parse_bool", "parse_bytes"]
+
+_MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """``true``/``false`` (any case, also 1/0, yes/no) or an :class:`OptionError`."""
+    v = value.strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise OptionError(f"option {name!r} must be true or false, got {value!r}")
+
+
+def parse_bytes(name: str, value: str) -> int:
+    """A positive byte size: ``134217728``, ``128m``, ``1g`` ...
+
+    >>> parse_bytes("maxPartitionBytes", "64MB")
+    67108864
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
+    if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) <= 0:
+        raise OptionError(f"option {name!r} must be a positive byte size like 134217728 or 128m, got {value!r}")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _paths(options: Mapping[str, str]) -> tuple[str, ...]:
+    out: list[str] = []
+    if options.get("paths"):
+        raw = options["paths"]
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = [p for p in raw.split(",") if p]
+        out.extend(str(p) for p in (parsed if isinstance(parsed, list) else [parsed]))
+    if options.get("path"):
+        out.append(options["path"])
+    if not out:
+        raise OptionError('zipdcm needs a path: spark.read.format("zipdcm").load("/path/to/zips")')
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class ZipDcmOptions:
+    """Options of ``spark.read.format("zipdcm")`` (see docs/zipdcm.md)."""
+
+    paths: tuple[str, ...]
+    content: bool = False
+    mode: Mode = "PERMISSIVE"
+    path_glob_filter: str | None = None
+    recursive_file_lookup: bool = True
+    max_partition_bytes: int = 128 * 1024**2
+    num_partitions: int | None = None
+
+    KNOWN = (
+        "path", "paths", "content", "mode", "pathglobfilter", "recursivefilelookup",
+        "maxpartitionbytes", "numpartitions",
+    )  # fmt: skip
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> ZipDcmOptions:
+        """Parse Spark's option map; unknown options are an error (typos must not pass silently)."""
+        opts = {str(k).lower(): str(v) for k, v in options.items()}
+        unknown = sorted(set(opts) - set(cls.KNOWN))
+        if unknown:
+            raise OptionError(
+                f"unknown zipdcm option(s) {unknown}; known: content, mode, pathGlobFilter, "
+                "recursiveFileLookup, maxPartitionBytes, numPartitions"
+            )
+        mode = opts.get("mode", "PERMISSIVE").strip().upper()
+        if mode not in _MODES:
+            raise OptionError(f"option 'mode' must be one of {', '.join(_MODES)}, got {opts['mode']!r}")
+        num_partitions = None
+        if "numpartitions" in opts:
+            try:
+                num_partitions = int(opts["numpartitions"])
+            except ValueError:
+                num_partitions = 0
+            if num_partitions <= 0:
+                raise OptionError(f"option 'numPartitions' must be a positive integer, got {opts['numpartitions']!r}")
+        return cls(
+            paths=_paths(opts),
+            content=parse_bool("content", opts.get("content", "false")),
+            mode=cast(Mode, mode),
+            path_glob_filter=opts.get("pathglobfilter") or None,
+            recursive_file_lookup=parse_bool("recursiveFileLookup", opts.get("recursivefilelookup", "true")),
+            max_partition_bytes=parse_bytes("maxPartitionBytes", opts.get("maxpartitionbytes", "128m")),
+            num_partitions=num_partitions,
+        )

@@ -1,0 +1,46 @@
+"""Shared fixtures: one session-scoped local SparkSession and small generated corpora."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """The one local SparkSession of the test run (local[2], UI off, 2 shuffle partitions)."""
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime: Spark tests need Java 17")
+    import iac_spark
+
+    session = iac_spark.local_session(
+        "local[2]",
+        app_name="iac_spark-tests",
+        shuffle_partitions=2,
+        conf={"spark.task.maxFailures": "2", "spark.default.parallelism": "2"},
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """3 patients, CT (64x64) + MR (32x32), one zip per patient with LICENSE.txt."""
+    from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    return generate_corpus(
+        root,
+        CorpusSpec(patients=3, ct_slices=6, mr_slices=4, ct_size=64, mr_size=32, seed=7),
+    )
+
+
+@pytest.fixture(scope="session")
+def testdata_dir() -> Path:
+    """pydicom's bundled test files (many transfer syntaxes, charsets, no-preamble files)."""
+    from pydicom.data import get_testdata_file
+
+    return Path(get_testdata_file("CT_small.dcm")).parent
