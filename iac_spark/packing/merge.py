@@ -1,0 +1,175 @@
+"""Driver side: merge the segments of successful task attempts into published packs.
+
+Only the segments named in successful commit messages are considered (never a
+directory listing, which would pick up failed attempts). Segments are grouped
+into *units* (a chain of segments linked by ``continues`` stays together unless it
+alone exceeds the pack target). A unit of at least half the pack target is
+published by rename, no bytes copied; smaller units are concatenated, in order,
+into packs of about ``pack_target_bytes``: data segments copied back to back,
+offsets rebased and the slide (series) table rebuilt for the merged index.
+Every pack is written under a temporary name and renamed into place.
+
+Example:
+    >>> merge_segments([], "/tmp/out", "ds", "run1")
+    []
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from iatro.iac import PackReader, build_pack_data_segment_from_file
+
+from .layout import pack_path, packs_dir, slide_table
+from .shard import SegmentInfo
+
+__all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments"]
+
+DEFAULT_PACK_TARGET_BYTES = 512 * 1024**2
+_BIG_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """A published pack and its index rows (what the catalog records)."""
+
+    pack_id: str
+    dataset: str
+    path: str
+    num_records: int
+    num_patients: int
+    num_series: int
+    data_bytes: int
+    file_bytes: int
+    published_by: str  # "rename" or "concat"
+    index: pa.Table
+
+
+def _units(segments: list[SegmentInfo], pack_target: int) -> list[list[SegmentInfo]]:
+    ordered = sorted(segments, key=lambda s: (s.task_id, s.seq))
+    chains: list[list[SegmentInfo]] = []
+    for s in ordered:
+        prev = chains[-1][-1] if chains else None
+        if prev is not None and prev.task_id == s.task_id and prev.continues:
+            chains[-1].append(s)
+        else:
+            chains.append([s])
+    units: list[list[SegmentInfo]] = []
+    for chain in chains:
+        if len(chain) > 1 and sum(s.data_bytes for s in chain) > pack_target:
+            units.extend([s] for s in chain)  # one patient alone exceeds the target: it may span packs
+        else:
+            units.append(chain)
+    return units
+
+
+def _bins(units: list[list[SegmentInfo]], pack_target: int) -> list[list[SegmentInfo]]:
+    bins: list[list[SegmentInfo]] = []
+    small: list[SegmentInfo] = []
+    acc = 0
+    for unit in units:
+        size = sum(s.data_bytes for s in unit)
+        if size >= pack_target * _BIG_FRACTION:
+            bins.append(list(unit))
+            continue
+        if small and acc + size > pack_target:
+            bins.append(small)
+            small, acc = [], 0
+        small.extend(unit)
+        acc += size
+    if small:
+        bins.append(small)
+    return bins
+
+
+def _info(pack_id: str, dataset: str, path: str, how: str) -> PackInfo:
+    reader = PackReader(path)
+    try:
+        header, index, slides = dict(reader.header), reader.index_table, reader.slide_table
+    finally:
+        reader.close()
+    return PackInfo(
+        pack_id=pack_id, dataset=dataset, path=path, num_records=index.num_rows,
+        num_patients=len(set(index.column("patient_id").to_pylist())), num_series=slides.num_rows,
+        data_bytes=int(header["data_length"]), file_bytes=os.path.getsize(path),
+        published_by=how, index=index,
+    )  # fmt: skip
+
+
+def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
+    tmp_data = os.path.join(tmp_dir, os.path.basename(final) + ".data")
+    tables = []
+    header: dict[str, object] = {}
+    base = 0
+    with open(tmp_data, "wb") as out:
+        for seg in segs:
+            reader = PackReader(seg.path)
+            try:
+                h, index = dict(reader.header), reader.index_table
+            finally:
+                reader.close()
+            if not header:
+                header = {k: h[k] for k in ("payload_type", "codec", "codec_params") if k in h}
+            with open(seg.path, "rb") as src:
+                src.seek(int(h["data_offset"]))
+                remaining = int(h["data_length"])
+                while remaining:
+                    chunk = src.read(min(remaining, 8 * 1024**2))
+                    if not chunk:
+                        raise OSError(f"{seg.path}: data segment shorter than its header says")
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            offsets = pc.add(index.column("offset"), pa.scalar(base, pa.uint64()))
+            tables.append(index.set_column(index.schema.get_field_index("offset"), "offset", offsets))
+            base += int(h["data_length"])
+    combined = pa.concat_tables(tables)
+    slides, slide_idx = slide_table(combined)
+    combined = combined.set_column(0, "slide_idx", slide_idx)
+    tmp_pack = final + ".tmp"
+    build_pack_data_segment_from_file(tmp_pack, header, slides, combined, tmp_data, data_length=base, overwrite=True)
+    os.remove(tmp_data)
+    os.replace(tmp_pack, final)
+
+
+def merge_segments(
+    segments: list[SegmentInfo],
+    out: str,
+    dataset: str,
+    run_id: str,
+    *,
+    pack_target_bytes: int = DEFAULT_PACK_TARGET_BYTES,
+    published: list[str] | None = None,
+) -> list[PackInfo]:
+    """Publish ``segments`` as packs ``OUT/packs/<dataset>/<run_id>-NNNN.iac``.
+
+    Paths are appended to ``published`` as they appear, so a caller can remove them
+    if a later step fails.
+    """
+    if not segments:
+        return []
+    target_dir = packs_dir(out, dataset)
+    os.makedirs(target_dir, exist_ok=True)
+    tmp_dir = os.path.dirname(segments[0].path)
+    packs: list[PackInfo] = []
+    for n, segs in enumerate(_bins(_units(segments, pack_target_bytes), pack_target_bytes)):
+        pack_id = f"{run_id}-{n:04d}"
+        final = pack_path(out, dataset, pack_id)
+        if len(segs) == 1:
+            os.replace(segs[0].path, final)
+            how = "rename"
+        else:
+            _concat(segs, final, tmp_dir)
+            how = "concat"
+        if published is not None:
+            published.append(final)
+        packs.append(_info(pack_id, dataset, final, how))
+    return packs
+
+
+def remove_tree(path: str) -> None:
+    """Remove a staging directory (missing is fine)."""
+    shutil.rmtree(path, ignore_errors=True)
