@@ -16,8 +16,9 @@ def spark() -> Iterator[object]:
         pytest.skip("no Java runtime: Spark tests need Java 17")
     import iac_spark
 
+    # local[2, 2]: two cores, and a failed task is retried once (tests inject failures)
     session = iac_spark.local_session(
-        "local[2]",
+        "local[2, 2]",
         app_name="iac_spark-tests",
         shuffle_partitions=2,
         conf={"spark.task.maxFailures": "2", "spark.default.parallelism": "2"},

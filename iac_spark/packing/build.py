@@ -110,14 +110,14 @@ class BuildResult:
 
 
 def _runner(
-    staging: str, target: int, level: int, fail: frozenset[int]
+    staging: str, target: int, level: int, fail: dict[int, int]
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
         attempt_id = ctx.taskAttemptId() if ctx is not None else 0
-        first_attempt = ctx is None or ctx.attemptNumber() == 0
+        attempt_number = ctx.attemptNumber() if ctx is not None else 0
         for batch in batches:
             out = []
             for task_id in batch.column(0).to_pylist():
@@ -125,7 +125,7 @@ def _runner(
                 result = run_task(
                     spec, staging, task_id=task_id, attempt_id=attempt_id,
                     shard_target_bytes=target, zstd_level=level,
-                    fail_after_writing=first_attempt and task_id in fail,
+                    fail_after_writing=attempt_number < fail.get(task_id, 0),
                 )  # fmt: skip
                 out.append(pickle.dumps(result))
             yield pa.RecordBatch.from_arrays([pa.array(out, type=pa.binary())], names=["result"])
@@ -159,7 +159,7 @@ def build_packs(
     known: Mapping[str, Iterable[int]] | None = None,
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
-    _fail_task_attempts: Iterable[int] = (),
+    _fail_task_attempts: Mapping[int, int] | Iterable[int] = (),
 ) -> BuildResult:
     """Pack the members of a ``zipdcm`` DataFrame into ``OUT/packs/<dataset>/``.
 
@@ -168,7 +168,8 @@ def build_packs(
     returned in :attr:`BuildResult.errors`; identical duplicates are packed once and
     conflicting ones all kept (both reported). ``known`` (SOPInstanceUID → CRC-32s
     already in the catalog) makes reruns skip what is packed. ``_fail_task_attempts``
-    is for tests: those task ids fail on their first attempt after writing segments.
+    is for tests: ``{task_id: n}`` makes that task's first ``n`` attempts fail after writing
+    their segments (a plain list of ids means ``n=1``).
     Raises :class:`BuildError` on failure, after removing everything this run wrote.
     """
     started = time.perf_counter()
@@ -199,7 +200,12 @@ def build_packs(
         say(f"packing {plan.num_records} records ({plan.raw_bytes / 1024**2:.1f} MB) in {len(plan.tasks)} tasks")
         results: list[TaskResult] = []
         if plan.tasks:
-            runner = _runner(staging, shard_target_bytes, zstd_level, frozenset(_fail_task_attempts))
+            fail = (
+                dict(_fail_task_attempts)
+                if isinstance(_fail_task_attempts, Mapping)
+                else dict.fromkeys(_fail_task_attempts, 1)
+            )
+            runner = _runner(staging, shard_target_bytes, zstd_level, fail)
             ntasks = len(plan.tasks)
             rows = spark.range(0, ntasks, 1, ntasks).mapInArrow(runner, "result binary").collect()
             results = [pickle.loads(r["result"]) for r in rows]

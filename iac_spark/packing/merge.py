@@ -64,6 +64,8 @@ def _units(segments: list[SegmentInfo], pack_target: int) -> list[list[SegmentIn
             units.extend([s] for s in chain)  # one patient alone exceeds the target: it may span packs
         else:
             units.append(chain)
+    # tasks hold disjoint patients, so ordering units by first patient keeps every pack sorted
+    units.sort(key=lambda u: (u[0].first_patient, u[0].task_id, u[0].seq))
     return units
 
 
