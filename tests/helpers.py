@@ -14,7 +14,7 @@ class RawNameZipInfo(zipfile.ZipInfo):
         self._raw_name = raw_name
         self.compress_type = zipfile.ZIP_DEFLATED
 
-    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's name
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
         return self._raw_name, self.flag_bits & ~0x800
 
 

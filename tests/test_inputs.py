@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import zipfile
 import zlib
@@ -59,7 +60,7 @@ def messy_zip(tmp_path_factory: pytest.TempPathFactory, ct_bytes: bytes) -> Path
 def test_gbk_names_are_decoded(messy_zip: Path) -> None:
     with zipfile.ZipFile(messy_zip) as zf:
         names = [m.name for m in list_members(zf)]
-        raw = [i for i in zf.infolist() if not i.filename.isascii()][0]
+        raw = next(i for i in zf.infolist() if not i.filename.isascii())
     assert raw.flag_bits & 0x800 == 0  # stored without the UTF-8 flag, like Windows zips
     assert "张三/影像1.dcm" in names
     assert decode_member_name(raw) == "张三/影像1.dcm"
@@ -75,7 +76,9 @@ def test_duplicate_member_names_stay_unique(tmp_path: Path, ct_bytes: bytes) -> 
 
 
 def test_unsafe_names() -> None:
-    assert is_unsafe_name("../x.dcm") and is_unsafe_name("/etc/x") and not is_unsafe_name("a/b..c.dcm")
+    assert (
+        is_unsafe_name("../x.dcm") and is_unsafe_name("/etc/x") and not is_unsafe_name("a/b..c.dcm")
+    )
 
 
 def test_scan_messy_zip_accounts_for_every_member(messy_zip: Path, ct_bytes: bytes) -> None:
@@ -83,7 +86,14 @@ def test_scan_messy_zip_accounts_for_every_member(messy_zip: Path, ct_bytes: byt
     rows = list(scan_unit(ScanUnit(str(messy_zip), "zip"), stats=stats))
     by = {r[COL["member"]]: r for r in rows}
     ok = {m for m, r in by.items() if r[COL["error"]] is None}
-    assert ok == {"s/ct.dcm", "s/UPPER.DCM", "s/IM0001", "s/nopreamble", "nested.zip!deep/one.dcm", "张三/影像1.dcm"}
+    assert ok == {
+        "s/ct.dcm",
+        "s/UPPER.DCM",
+        "s/IM0001",
+        "s/nopreamble",
+        "nested.zip!deep/one.dcm",
+        "张三/影像1.dcm",
+    }
     assert by["s/truncated_pixels.dcm"][COL["error"]].startswith("TruncatedMemberError: ")
     assert by["s/truncated_header.dcm"][COL["error"]].startswith("TruncatedMemberError: ")
     assert by["s/empty.dcm"][COL["error"]].startswith("EmptyMemberError: ")
@@ -104,7 +114,11 @@ def test_scan_content_and_metadata(messy_zip: Path, ct_bytes: bytes) -> None:
     rows = list(scan_unit(ScanUnit(str(messy_zip), "zip"), content=True))
     by = {r[COL["member"]]: r for r in rows}
     r = by["nested.zip!deep/one.dcm"]
-    assert r[-1] == ct_bytes and r[COL["size"]] == len(ct_bytes) and r[COL["crc32"]] == zlib.crc32(ct_bytes)
+    assert (
+        r[-1] == ct_bytes
+        and r[COL["size"]] == len(ct_bytes)
+        and r[COL["crc32"]] == zlib.crc32(ct_bytes)
+    )
     ds = pydicom.dcmread(io.BytesIO(ct_bytes))
     assert r[COL["sop_instance_uid"]] == ds.SOPInstanceUID
     assert r[COL["rows"]] == ds.Rows and r[COL["has_pixel_data"]] is True
@@ -145,7 +159,11 @@ def test_every_pydicom_test_file_ends_somewhere(testdata_dir: Path) -> None:
         stats = ScanStats()
         rows = list(scan_unit(ScanUnit(str(p), "file"), stats=stats))
         assert stats.members == 1 and len(rows) == stats.parsed + stats.errors
-        parsed, errors, skipped = parsed + stats.parsed, errors + stats.errors, skipped + stats.skipped
+        parsed, errors, skipped = (
+            parsed + stats.parsed,
+            errors + stats.errors,
+            skipped + stats.skipped,
+        )
         for r in rows:
             if r[COL["error"]] is None:
                 json.loads(r[COL["meta"]])
@@ -173,7 +191,11 @@ def test_discover(tmp_path: Path, ct_bytes: bytes) -> None:
     (tmp_path / "sub" / "c.dcm").write_bytes(ct_bytes)
     (tmp_path / ".hidden").write_bytes(b"x")
     files = discover([str(tmp_path)])
-    assert [(Path(f.path).name, f.kind) for f in files] == [("a.zip", "zip"), ("b.ZIP", "zip"), ("c.dcm", "file")]
+    assert [(Path(f.path).name, f.kind) for f in files] == [
+        ("a.zip", "zip"),
+        ("b.ZIP", "zip"),
+        ("c.dcm", "file"),
+    ]
     assert [Path(f.path).name for f in discover([str(tmp_path)], recursive=False)] == ["a.zip"]
     assert [Path(f.path).name for f in discover([str(tmp_path)], glob_filter="*.dcm")] == ["c.dcm"]
     assert [Path(f.path).name for f in discover([str(tmp_path / "**" / "*.ZIP")])] == ["b.ZIP"]
@@ -189,13 +211,17 @@ def test_plan_splits_big_zip_by_member_ranges(tmp_path: Path, ct_bytes: bytes) -
     units = [u for p in parts for u in p]
     ranges = [(u.start, u.stop) for u in units if u.path == str(z)]
     assert len(ranges) >= 3 and ranges[0][0] == 0 and ranges[-1][1] is None
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, no gap, no overlap
+    assert all(
+        a[1] == b[0] for a, b in itertools.pairwise(ranges)
+    )  # contiguous, no gap, no overlap
     rows = [r for u in units for r in scan_unit(u)]
     assert len(rows) == 41 and len({(r[0], r[1]) for r in rows}) == 41
 
 
 def test_options() -> None:
-    o = ZipDcmOptions.parse({"PATH": "/d", "Content": "false", "numPartitions": "3", "maxPartitionBytes": "1m"})
+    o = ZipDcmOptions.parse(
+        {"PATH": "/d", "Content": "false", "numPartitions": "3", "maxPartitionBytes": "1m"}
+    )
     assert (o.content, o.num_partitions, o.max_partition_bytes) == (False, 3, 1024**2)
     assert ZipDcmOptions.parse({"paths": '["/a", "/b"]'}).paths == ("/a", "/b")
     for bad, match in [

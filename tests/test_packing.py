@@ -57,12 +57,16 @@ def test_plan_duplicates_conflicts_errors_and_whole_patients() -> None:
 
 
 def _ref(i: int, patient: str, size: int) -> RecordRef:
-    return RecordRef("/src.zip", f"{i}.dcm", size, 0, f"1.{i}", f"s-{patient}", "st", patient, "CT", i)
+    return RecordRef(
+        "/src.zip", f"{i}.dcm", size, 0, f"1.{i}", f"s-{patient}", "st", patient, "CT", i
+    )
 
 
 def test_shard_writer_bounds_segments_and_memory(tmp_path: Path) -> None:
     target = 256 * 1024
-    w = ShardWriter(str(tmp_path), task_id=3, attempt_id=11, shard_target_bytes=target, zstd_level=1)
+    w = ShardWriter(
+        str(tmp_path), task_id=3, attempt_id=11, shard_target_bytes=target, zstd_level=1
+    )
     payloads = [os.urandom(40_000) for _ in range(4)]  # incompressible: stored ≈ raw
     warm = ShardWriter(str(tmp_path / "warm"), task_id=0, attempt_id=0)  # first-use imports
     (tmp_path / "warm").mkdir()
@@ -124,7 +128,9 @@ def test_task_reports_unreadable_members(tmp_path: Path, testdata_dir: Path) -> 
     refs = [
         RecordRef(str(z), "ok.dcm", len(ct), zlib.crc32(ct), "1", "s", "st", "P", "CT", 1),
         RecordRef(str(z), "gone.dcm", 10, 0, "2", "s", "st", "P", "CT", 2),
-        RecordRef(str(z), "ok.dcm", len(ct), 12345, "3", "s", "st", "P", "CT", 3),  # changed since scan
+        RecordRef(
+            str(z), "ok.dcm", len(ct), 12345, "3", "s", "st", "P", "CT", 3
+        ),  # changed since scan
     ]
     stage = tmp_path / "stage"
     spec = write_task_spec(str(stage), 0, refs)
@@ -141,11 +147,16 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path):
     from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
 
     root = tmp_path_factory.mktemp("packcorpus")
-    summary = generate_corpus(root, CorpusSpec(patients=5, ct_slices=8, mr_slices=5, ct_size=96, mr_size=48, seed=3))
+    summary = generate_corpus(
+        root, CorpusSpec(patients=5, ct_slices=8, mr_slices=5, ct_size=96, mr_size=48, seed=3)
+    )
     first = zipfile.ZipFile(summary.zips[0])
     dcm = [n for n in first.namelist() if n.endswith(".dcm")]
     # an identical copy of one instance (duplicate) and a broken member (error row)
-    write_zip(root / "extra.zip", {"copy.dcm": first.read(dcm[0]), "broken.dcm": first.read(dcm[1])[:5000]})
+    write_zip(
+        root / "extra.zip",
+        {"copy.dcm": first.read(dcm[0]), "broken.dcm": first.read(dcm[1])[:5000]},
+    )
     return summary
 
 
@@ -162,7 +173,9 @@ def test_build_round_trip_with_retried_task(spark, corpus, tmp_path: Path) -> No
     assert [e.source_member for e in result.errors] == ["broken.dcm"]
     # the failed first attempt of task 0 left nothing: no staging, only the result's packs
     assert not (out / "_staging").exists()
-    assert sorted(os.listdir(out / "packs" / "t")) == sorted(Path(p.path).name for p in result.packs)
+    assert sorted(os.listdir(out / "packs" / "t")) == sorted(
+        Path(p.path).name for p in result.packs
+    )
     seen: set[str] = set()
     patients_by_pack: list[set[str]] = []
     for p in result.packs:
@@ -181,7 +194,15 @@ def test_build_round_trip_with_retried_task(spark, corpus, tmp_path: Path) -> No
             assert row["sop_instance_uid"] not in seen
             seen.add(row["sop_instance_uid"])
         patients_by_pack.append({r["patient_id"] for r in index})
-        keys = [(r["patient_id"], r["study_instance_uid"], r["series_instance_uid"], r["instance_number"]) for r in index]
+        keys = [
+            (
+                r["patient_id"],
+                r["study_instance_uid"],
+                r["series_instance_uid"],
+                r["instance_number"],
+            )
+            for r in index
+        ]
         assert keys == sorted(keys)
     assert len(seen) == corpus.dicom_members
     for i, a in enumerate(patients_by_pack):  # patients never straddle packs
@@ -206,7 +227,9 @@ def test_iac_source_reads_packs_back(spark, corpus, tmp_path: Path) -> None:
     back = spark.read.format("iac").option("content", "true").load(str(tmp_path / "out" / "packs"))
     assert back.count() == result.num_records
     rows = back.select("source_path", "source_member", "content", "pack_path", "row").collect()
-    originals = {(r.path, r.member): r.content for r in df.select("path", "member", "content").collect()}
+    originals = {
+        (r.path, r.member): r.content for r in df.select("path", "member", "content").collect()
+    }
     for r in rows:
         assert r.content == originals[(r.source_path, r.source_member)]
     assert {r.pack_path for r in rows} == {p.path for p in result.packs}

@@ -27,7 +27,14 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path) -> P
         zf.writestr("in/mr.dcm", mr)
     write_zip(
         root / "a.zip",
-        {"ct.dcm": ct, "mr.DCM": mr, "LICENSE.txt": b"x", "cut.dcm": ct[:20000], "z.dcm": b"", "n.zip": inner.getvalue()},
+        {
+            "ct.dcm": ct,
+            "mr.DCM": mr,
+            "LICENSE.txt": b"x",
+            "cut.dcm": ct[:20000],
+            "z.dcm": b"",
+            "n.zip": inner.getvalue(),
+        },
     )
     write_zip(root / "gbk.zip", {"病人/1.dcm": ct}, gbk_names=True)
     (root / "bad.zip").write_bytes(b"PK\x03\x04 broken")
@@ -43,7 +50,9 @@ def test_contract_columns(spark, mixed_dir: Path) -> None:
     assert types["size"] == types["crc32"] == "bigint" and types["rows"] == "int"
     assert types["has_pixel_data"] == "boolean" and types["meta"] == "string"
     with_content = spark.read.format("zipdcm").option("content", "true").load(str(mixed_dir))
-    assert with_content.columns[-1] == "content" and dict(with_content.dtypes)["content"] == "binary"
+    assert (
+        with_content.columns[-1] == "content" and dict(with_content.dtypes)["content"] == "binary"
+    )
 
 
 def test_mixed_inputs_every_member_accounted(spark, mixed_dir: Path) -> None:
@@ -79,7 +88,11 @@ def test_options_and_bad_option(spark, mixed_dir: Path) -> None:
     only_bare = spark.read.format("zipdcm").option("pathGlobFilter", "IM*").load(str(mixed_dir))
     assert only_bare.count() == 1
     top = spark.read.format("zipdcm").option("recursiveFileLookup", "false").load(str(mixed_dir))
-    assert {Path(r.path).name for r in top.select("path").collect()} == {"a.zip", "gbk.zip", "bad.zip"}
+    assert {Path(r.path).name for r in top.select("path").collect()} == {
+        "a.zip",
+        "gbk.zip",
+        "bad.zip",
+    }
     parts = spark.read.format("zipdcm").option("numPartitions", "3").load(str(mixed_dir))
     assert parts.rdd.getNumPartitions() == 3
     with pytest.raises(Exception, match="option 'content' must be true or false"):

@@ -120,7 +120,9 @@ def list_members(zf: zipfile.ZipFile) -> list[MemberInfo]:
     return out
 
 
-def read_bounded(stream: IO[bytes], declared: int, where: str, limit: int = MAX_IN_MEMORY_BYTES) -> bytes:
+def read_bounded(
+    stream: IO[bytes], declared: int, where: str, limit: int = MAX_IN_MEMORY_BYTES
+) -> bytes:
     """Read a whole member, refusing to hold more than ``limit`` or more than it declared.
 
     A zip bomb that inflates past its declared size is cut off after one extra byte.
@@ -135,7 +137,9 @@ def read_bounded(stream: IO[bytes], declared: int, where: str, limit: int = MAX_
         )
     data = stream.read(declared + 1)
     if len(data) > declared:
-        raise MemberTooLargeError(f"{where}: member inflates past its declared size of {declared} bytes")
+        raise MemberTooLargeError(
+            f"{where}: member inflates past its declared size of {declared} bytes"
+        )
     return data
 
 

@@ -42,15 +42,67 @@ __all__ = [
 
 #: Suffixes that are plainly not DICOM when the content has no ``DICM`` magic either.
 NON_DICOM_SUFFIXES = frozenset(
-    ".txt .md .rst .csv .tsv .json .xml .html .htm .pdf .jpg .jpeg .png .gif .bmp .tif .tiff "
-    ".doc .docx .xls .xlsx .ppt .pptx .log .ini .cfg .yaml .yml .rtf .sh .bat .exe .dll .py "
-    ".md5 .sha1 .sha256 .sig .asc .nii .gz .bz2 .xz .7z .rar .tar .mp4 .avi .mov .db .ds_store".split()
+    [
+        ".txt",
+        ".md",
+        ".rst",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".xml",
+        ".html",
+        ".htm",
+        ".pdf",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".doc",
+        ".docx",
+        ".xls",
+        ".xlsx",
+        ".ppt",
+        ".pptx",
+        ".log",
+        ".ini",
+        ".cfg",
+        ".yaml",
+        ".yml",
+        ".rtf",
+        ".sh",
+        ".bat",
+        ".exe",
+        ".dll",
+        ".py",
+        ".md5",
+        ".sha1",
+        ".sha256",
+        ".sig",
+        ".asc",
+        ".nii",
+        ".gz",
+        ".bz2",
+        ".xz",
+        ".7z",
+        ".rar",
+        ".tar",
+        ".mp4",
+        ".avi",
+        ".mov",
+        ".db",
+        ".ds_store",
+    ]
 )
 _NON_DICOM_NAMES = frozenset({"license", "readme", "thumbs.db", ".ds_store", "manifest"})
 
 _INITIAL_PREFIX = 32 * 1024
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
 _PLAUSIBLE_FIRST_GROUPS = frozenset({0x0002, 0x0004, 0x0008})
 _TS_BY_ENCODING = {
     (True, True): "1.2.840.10008.1.2",
@@ -104,7 +156,9 @@ def _plausible_raw_dataset(head: bytes) -> bool:
     return group_le in _PLAUSIBLE_FIRST_GROUPS or group_be in _PLAUSIBLE_FIRST_GROUPS
 
 
-def _pixel_element_end(buf: bytes, pos: int, implicit: bool, little: bool) -> tuple[int, int, int] | None:
+def _pixel_element_end(
+    buf: bytes, pos: int, implicit: bool, little: bool
+) -> tuple[int, int, int] | None:
     """(tag, declared length, end offset) of the element starting at ``pos``; None if not in ``buf``."""
     if pos + 8 > len(buf):
         return None
@@ -141,7 +195,9 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         value = ds.get(keyword)
         if value is None or value == "":
             return None
-        if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, str):
+        if isinstance(value, (list, tuple)) or (
+            hasattr(value, "__getitem__") and not isinstance(value, str)
+        ):
             value = value[0]
         number = int(value)
     except Exception:
@@ -178,6 +234,7 @@ def parse_header(
             f"{where}: no DICM preamble and the data does not start like a DICOM dataset "
             f"(first bytes {buf[:8].hex()})"
         )
+    ts: str | None = None
     while True:
         complete = len(buf) >= size
         fp = io.BytesIO(buf)
@@ -204,7 +261,9 @@ def parse_header(
             continue
         break
     if len(buf) > size:
-        raise TruncatedMemberError(f"{where}: member holds more bytes than the {size} its directory declares")
+        raise TruncatedMemberError(
+            f"{where}: member holds more bytes than the {size} its directory declares"
+        )
     has_pixels = pixel is not None and pixel[0] in _PIXEL_TAGS
     if pixel is not None:
         tag, length, end = pixel
@@ -254,7 +313,7 @@ def _check_last_element(ds: Dataset, size: int, where: str) -> None:
     """A header that ends without pixel data is truncated if its last value runs past the end."""
     if not len(ds):
         return
-    last_tag = next(reversed(ds._dict))
+    last_tag = max(ds._dict)
     elem = ds._dict[last_tag]
     length = getattr(elem, "length", None)
     value_tell = getattr(elem, "value_tell", None)

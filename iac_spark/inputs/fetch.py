@@ -47,7 +47,7 @@ class MemberReader:
         if arch is not None:
             self._open.move_to_end(key)
             return arch
-        zf = zipfile.ZipFile(opener)  # type: ignore[arg-type]
+        zf = zipfile.ZipFile(opener)  # type: ignore[call-overload]
         arch = _Archive(zf)
         self._open[key] = arch
         while len(self._open) > self.max_open:
@@ -66,8 +66,18 @@ class MemberReader:
                 data = self._read_member(path, member, size, where)
         except MemberError:
             raise
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, RuntimeError) as exc:
-            raise CorruptZipError(f"{where}: cannot read member: {type(exc).__name__}: {exc}") from exc
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            KeyError,
+            ValueError,
+            RuntimeError,
+        ) as exc:
+            raise CorruptZipError(
+                f"{where}: cannot read member: {type(exc).__name__}: {exc}"
+            ) from exc
         if len(data) != size or zlib.crc32(data) != crc32:
             raise CorruptZipError(
                 f"{where}: bytes changed since the scan (size {len(data)} vs {size}, "
@@ -101,6 +111,9 @@ class MemberReader:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

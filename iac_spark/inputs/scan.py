@@ -122,14 +122,21 @@ def _row(
 class _Scanner:
     """Holds the per-unit settings so the per-member path stays flat."""
 
-    def __init__(self, content: bool, mode: Mode, cache: JsonEncoderCache, stats: ScanStats) -> None:
+    def __init__(
+        self, content: bool, mode: Mode, cache: JsonEncoderCache, stats: ScanStats
+    ) -> None:
         self.content = content
         self.mode = mode
         self.cache = cache
         self.stats = stats
 
     def error(
-        self, exc: MemberError, path: str, member: str | None, size: int | None, crc: int | None,
+        self,
+        exc: MemberError,
+        path: str,
+        member: str | None,
+        size: int | None,
+        crc: int | None,
         data: bytes | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         self.stats.errors += 1
@@ -203,8 +210,15 @@ class _Scanner:
         yield _row(path, name, size, crc, header, None, data, self.content)
 
     def nested(
-        self, stream: IO[bytes], data: bytes | None, head: bytes, path: str, name: str | None,
-        size: int, crc: int | None, where: str,
+        self,
+        stream: IO[bytes],
+        data: bytes | None,
+        head: bytes,
+        path: str,
+        name: str | None,
+        size: int,
+        crc: int | None,
+        where: str,
     ) -> Iterator[tuple[Any, ...]]:
         try:
             if data is None:
@@ -217,7 +231,11 @@ class _Scanner:
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
             self.stats.members += 1
             yield from self.error(
-                CorruptZipError(f"{where}: nested zip cannot be opened: {exc}"), path, name, size, crc
+                CorruptZipError(f"{where}: nested zip cannot be opened: {exc}"),
+                path,
+                name,
+                size,
+                crc,
             )
             return
         with inner:
@@ -233,7 +251,9 @@ def scan_unit(
     stats: ScanStats | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Yield ``zipdcm`` rows for one unit; see the module docstring for the guarantees."""
-    scanner = _Scanner(content, mode, cache if cache is not None else JsonEncoderCache(), stats or ScanStats())
+    scanner = _Scanner(
+        content, mode, cache if cache is not None else JsonEncoderCache(), stats or ScanStats()
+    )
     if unit.kind == "file":
         try:
             fh = open(unit.path, "rb")  # noqa: SIM115 - closed below
@@ -242,7 +262,11 @@ def scan_unit(
         except OSError as exc:
             scanner.stats.members += 1
             yield from scanner.error(
-                CorruptZipError(f"{unit.path}: cannot open file: {exc}"), unit.path, None, None, None
+                CorruptZipError(f"{unit.path}: cannot open file: {exc}"),
+                unit.path,
+                None,
+                None,
+                None,
             )
             return
         with fh:
@@ -253,7 +277,11 @@ def scan_unit(
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         scanner.stats.members += 1
         yield from scanner.error(
-            CorruptZipError(f"{unit.path}: not a readable zip archive: {exc}"), unit.path, None, None, None
+            CorruptZipError(f"{unit.path}: not a readable zip archive: {exc}"),
+            unit.path,
+            None,
+            None,
+            None,
         )
         return
     with zf:

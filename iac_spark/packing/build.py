@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -96,16 +97,24 @@ class BuildResult:
             "dataset": self.dataset,
             "packs": [
                 {
-                    "pack_id": p.pack_id, "path": p.path, "num_records": p.num_records,
-                    "num_patients": p.num_patients, "num_series": p.num_series,
-                    "data_bytes": p.data_bytes, "file_bytes": p.file_bytes,
-                    "published_by": p.published_by, "index": p.index.to_pylist(),
-                }  # fmt: skip
+                    "pack_id": p.pack_id,
+                    "path": p.path,
+                    "num_records": p.num_records,
+                    "num_patients": p.num_patients,
+                    "num_series": p.num_series,
+                    "data_bytes": p.data_bytes,
+                    "file_bytes": p.file_bytes,
+                    "published_by": p.published_by,
+                    "index": p.index.to_pylist(),
+                }
                 for p in self.packs
             ],
             "errors": [e.__dict__ for e in self.errors],
             "duplicates": [d.__dict__ for d in self.duplicates],
-            "conflicts": [{"sop_instance_uid": c.sop_instance_uid, "members": c.members} for c in self.conflicts],
+            "conflicts": [
+                {"sop_instance_uid": c.sop_instance_uid, "members": c.members}
+                for c in self.conflicts
+            ],
         }
 
 
@@ -174,7 +183,9 @@ def build_packs(
     """
     started = time.perf_counter()
     if not _DATASET_RE.match(dataset):
-        raise OptionError(f"dataset must match {_DATASET_RE.pattern} (it becomes a folder name), got {dataset!r}")
+        raise OptionError(
+            f"dataset must match {_DATASET_RE.pattern} (it becomes a folder name), got {dataset!r}"
+        )
     _check("shard_target_bytes", shard_target_bytes)
     _check("pack_target_bytes", pack_target_bytes)
     if not 1 <= zstd_level <= 22:
@@ -197,7 +208,9 @@ def build_packs(
         os.makedirs(staging, exist_ok=True)
         for task_id, records in enumerate(plan.tasks):
             write_task_spec(staging, task_id, records)
-        say(f"packing {plan.num_records} records ({plan.raw_bytes / 1024**2:.1f} MB) in {len(plan.tasks)} tasks")
+        say(
+            f"packing {plan.num_records} records ({plan.raw_bytes / 1024**2:.1f} MB) in {len(plan.tasks)} tasks"
+        )
         results: list[TaskResult] = []
         if plan.tasks:
             fail = (
@@ -210,7 +223,9 @@ def build_packs(
             rows = spark.range(0, ntasks, 1, ntasks).mapInArrow(runner, "result binary").collect()
             results = [pickle.loads(r["result"]) for r in rows]
         if sorted(r.task_id for r in results) != list(range(len(plan.tasks))):
-            raise BuildError(f"expected one result per task, got tasks {sorted(r.task_id for r in results)}")
+            raise BuildError(
+                f"expected one result per task, got tasks {sorted(r.task_id for r in results)}"
+            )
         segments: list[SegmentInfo] = [s for r in results for s in r.segments]
         packs = merge_segments(
             segments, out, dataset, run_id, pack_target_bytes=pack_target_bytes, published=published
@@ -222,7 +237,9 @@ def build_packs(
         _remove_staging(staging)
         if isinstance(exc, (BuildError, OptionError)):
             raise
-        raise BuildError(f"build {run_id} failed and published nothing: {type(exc).__name__}: {exc}") from exc
+        raise BuildError(
+            f"build {run_id} failed and published nothing: {type(exc).__name__}: {exc}"
+        ) from exc
     _remove_staging(staging)
     result = BuildResult(
         run_id=run_id, out=out, dataset=dataset, packs=packs,
@@ -237,10 +254,8 @@ def build_packs(
 
 def _remove_staging(staging: str) -> None:
     remove_tree(staging)
-    try:
-        os.rmdir(os.path.dirname(staging))  # OUT/_staging, if no other build is running
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # OUT/_staging, if no other build is running
+        os.rmdir(os.path.dirname(staging))
 
 
 def write_manifest(result: BuildResult, path: str) -> None:

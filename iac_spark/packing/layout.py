@@ -97,6 +97,9 @@ def slide_table(index_rows: pa.Table) -> tuple[pa.Table, pa.Array]:
             i = seen[key] = len(rows)
             rows.append((i, s, p, st, m))
         idx.append(i)
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in SLIDE_SCHEMA]
-    table = pa.table([pa.array(c, type=f.type) for c, f in zip(cols, SLIDE_SCHEMA, strict=True)], schema=SLIDE_SCHEMA)
+    cols: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in SLIDE_SCHEMA]
+    table = pa.table(
+        [pa.array(c, type=f.type) for c, f in zip(cols, SLIDE_SCHEMA, strict=True)],
+        schema=SLIDE_SCHEMA,
+    )
     return table, pa.array(idx, type=pa.int32())

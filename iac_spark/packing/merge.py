@@ -61,7 +61,9 @@ def _units(segments: list[SegmentInfo], pack_target: int) -> list[list[SegmentIn
     units: list[list[SegmentInfo]] = []
     for chain in chains:
         if len(chain) > 1 and sum(s.data_bytes for s in chain) > pack_target:
-            units.extend([s] for s in chain)  # one patient alone exceeds the target: it may span packs
+            units.extend(
+                [s] for s in chain
+            )  # one patient alone exceeds the target: it may span packs
         else:
             units.append(chain)
     # tasks hold disjoint patients, so ordering units by first patient keeps every pack sorted
@@ -126,13 +128,17 @@ def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
                     out.write(chunk)
                     remaining -= len(chunk)
             offsets = pc.add(index.column("offset"), pa.scalar(base, pa.uint64()))
-            tables.append(index.set_column(index.schema.get_field_index("offset"), "offset", offsets))
+            tables.append(
+                index.set_column(index.schema.get_field_index("offset"), "offset", offsets)
+            )
             base += int(h["data_length"])
     combined = pa.concat_tables(tables)
     slides, slide_idx = slide_table(combined)
     combined = combined.set_column(0, "slide_idx", slide_idx)
     tmp_pack = final + ".tmp"
-    build_pack_data_segment_from_file(tmp_pack, header, slides, combined, tmp_data, data_length=base, overwrite=True)
+    build_pack_data_segment_from_file(
+        tmp_pack, header, slides, combined, tmp_data, data_length=base, overwrite=True
+    )
     os.remove(tmp_data)
     os.replace(tmp_pack, final)
 

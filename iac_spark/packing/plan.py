@@ -157,8 +157,8 @@ def plan_build(
             path, member, int(_get(row, "size")), int(_get(row, "crc32")),
             *(_get(row, c) for c in PLAN_COLUMNS[4:10]),
         )  # fmt: skip
-        uid = ref.sop_instance_uid
-        if uid is not None:
+        if ref.sop_instance_uid is not None:
+            uid = ref.sop_instance_uid
             seen = kept.setdefault(uid, {})
             if ref.crc32 in seen:
                 kp, km = seen[ref.crc32]
@@ -170,11 +170,17 @@ def plan_build(
     return BuildPlan(_assign(records, num_tasks), errors, duplicates, conflicts)
 
 
-def _conflicts(records: list[RecordRef], kept: dict[str, dict[int, tuple[str | None, str | None]]]) -> list[Conflict]:
+def _conflicts(
+    records: list[RecordRef], kept: dict[str, dict[int, tuple[str | None, str | None]]]
+) -> list[Conflict]:
     out = []
     for uid, by_crc in kept.items():
         if len(by_crc) > 1:
-            out.append(Conflict(uid, tuple(sorted((p or "<catalog>", m, c) for c, (p, m) in by_crc.items()))))
+            out.append(
+                Conflict(
+                    uid, tuple(sorted((p or "<catalog>", m, c) for c, (p, m) in by_crc.items()))
+                )
+            )
     return sorted(out, key=lambda c: c.sop_instance_uid)
 
 
@@ -186,7 +192,9 @@ def _assign(records: list[RecordRef], num_tasks: int) -> list[list[RecordRef]]:
     n = max(1, min(num_tasks, len(by_patient)))
     heap = [(0, i) for i in range(n)]
     tasks: list[list[RecordRef]] = [[] for _ in range(n)]
-    for _pid, recs in sorted(by_patient.items(), key=lambda kv: (-sum(r.size for r in kv[1]), kv[0])):
+    for _pid, recs in sorted(
+        by_patient.items(), key=lambda kv: (-sum(r.size for r in kv[1]), kv[0])
+    ):
         load, i = heapq.heappop(heap)
         tasks[i].extend(recs)
         heapq.heappush(heap, (load + sum(r.size for r in recs), i))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
+from typing import IO
 
 import pyarrow as pa
 import zstandard
@@ -75,7 +76,7 @@ class ShardWriter:
         self._compressor = zstandard.ZstdCompressor(level=zstd_level, write_content_size=True)
         self._segments: list[SegmentInfo] = []
         self._seq = 0
-        self._spool = None
+        self._spool: IO[bytes] | None = None
         self._reset()
 
     def _name(self, ext: str) -> str:
@@ -150,7 +151,12 @@ class ShardWriter:
         )
         target = self._name(".iac")
         build_pack_data_segment_from_file(
-            target, pack_header(self.level), slides, index, self._spool_path, data_length=self._stored
+            target,
+            pack_header(self.level),
+            slides,
+            index,
+            self._spool_path,
+            data_length=self._stored,
         )
         os.remove(self._spool_path)
         self._segments.append(

@@ -39,7 +39,9 @@ def find_packs(paths: Sequence[str]) -> list[str]:
     out: dict[str, None] = {}
     for raw in paths:
         path = normalize_path(raw)
-        matches = sorted(glob.glob(path, recursive=True)) if any(c in path for c in "*?[") else [path]
+        matches = (
+            sorted(glob.glob(path, recursive=True)) if any(c in path for c in "*?[") else [path]
+        )
         found = False
         for m in matches:
             if os.path.isdir(m):
@@ -118,7 +120,11 @@ class IacReader(DataSourceReader):
             step = 1024
             for i in range(0, len(rows), step):
                 chunk = index.slice(i, step)
-                arrays = [chunk.column(f.name).cast(self.schema.field(f.name).type) for f in INDEX_SCHEMA if f.name in chunk.column_names]
+                arrays = [
+                    chunk.column(f.name).cast(self.schema.field(f.name).type)
+                    for f in INDEX_SCHEMA
+                    if f.name in chunk.column_names
+                ]
                 names = [f.name for f in INDEX_SCHEMA if f.name in chunk.column_names]
                 extra = [n for n in chunk.column_names if n not in names]
                 arrays += [chunk.column(n).cast(self.schema.field(n).type) for n in extra]
@@ -129,7 +135,10 @@ class IacReader(DataSourceReader):
                 if self.options.content:
                     arrays.append(pa.array(pk.read_many(rows[i : i + step]), type=pa.binary()))
                     names.append("content")
-                table = pa.Table.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], names=names)
+                table = pa.Table.from_arrays(
+                    [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
+                    names=names,
+                )
                 yield from table.select(self.schema.names).to_batches()
         finally:
             pk.close()

@@ -28,7 +28,16 @@ from ..inputs.scan import Mode
 __all__ = ["ZipDcmOptions", "parse_bool", "parse_bytes"]
 
 _MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+}
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -49,7 +58,9 @@ def parse_bytes(name: str, value: str) -> int:
     """
     m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
     if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) <= 0:
-        raise OptionError(f"option {name!r} must be a positive byte size like 134217728 or 128m, got {value!r}")
+        raise OptionError(
+            f"option {name!r} must be a positive byte size like 134217728 or 128m, got {value!r}"
+        )
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
@@ -98,7 +109,9 @@ class ZipDcmOptions:
             )
         mode = opts.get("mode", "PERMISSIVE").strip().upper()
         if mode not in _MODES:
-            raise OptionError(f"option 'mode' must be one of {', '.join(_MODES)}, got {opts['mode']!r}")
+            raise OptionError(
+                f"option 'mode' must be one of {', '.join(_MODES)}, got {opts['mode']!r}"
+            )
         num_partitions = None
         if "numpartitions" in opts:
             try:
@@ -106,13 +119,19 @@ class ZipDcmOptions:
             except ValueError:
                 num_partitions = 0
             if num_partitions <= 0:
-                raise OptionError(f"option 'numPartitions' must be a positive integer, got {opts['numpartitions']!r}")
+                raise OptionError(
+                    f"option 'numPartitions' must be a positive integer, got {opts['numpartitions']!r}"
+                )
         return cls(
             paths=_paths(opts),
             content=parse_bool("content", opts.get("content", "false")),
             mode=cast(Mode, mode),
             path_glob_filter=opts.get("pathglobfilter") or None,
-            recursive_file_lookup=parse_bool("recursiveFileLookup", opts.get("recursivefilelookup", "true")),
-            max_partition_bytes=parse_bytes("maxPartitionBytes", opts.get("maxpartitionbytes", "128m")),
+            recursive_file_lookup=parse_bool(
+                "recursiveFileLookup", opts.get("recursivefilelookup", "true")
+            ),
+            max_partition_bytes=parse_bytes(
+                "maxPartitionBytes", opts.get("maxpartitionbytes", "128m")
+            ),
             num_partitions=num_partitions,
         )

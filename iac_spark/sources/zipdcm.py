@@ -35,8 +35,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from ..inputs.discover import discover
 from ..inputs.dicom_json import JsonEncoderCache
+from ..inputs.discover import discover
 from ..inputs.plan import plan_partitions
 from ..inputs.scan import COLUMNS, ScanUnit, scan_unit
 from .options import ZipDcmOptions
@@ -103,7 +103,9 @@ class ZipDcmReader(DataSourceReader):
     def partitions(self) -> Sequence[InputPartition]:
         o = self.options
         files = discover(o.paths, glob_filter=o.path_glob_filter, recursive=o.recursive_file_lookup)
-        parts = plan_partitions(files, max_partition_bytes=o.max_partition_bytes, num_partitions=o.num_partitions)
+        parts = plan_partitions(
+            files, max_partition_bytes=o.max_partition_bytes, num_partitions=o.num_partitions
+        )
         return [ZipDcmPartition(p) for p in parts] or [ZipDcmPartition(())]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
