@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..errors import BuildError, OptionError
+from ..progress import SparkProgress
 from .layout import staging_dir
 from .merge import DEFAULT_PACK_TARGET_BYTES, PackInfo, merge_segments, remove_tree
 from .plan import PLAN_COLUMNS, BuildPlan, Conflict, Duplicate, ErrorRecord, plan_build
@@ -200,7 +201,8 @@ def build_packs(
     published: list[str] = []
     spark = df.sparkSession
     try:
-        scan_rows = df.select(*PLAN_COLUMNS).toArrow().to_pylist()
+        with SparkProgress(spark, "scan", emit=progress) if progress else contextlib.nullcontext():
+            scan_rows = df.select(*PLAN_COLUMNS).toArrow().to_pylist()
         say(f"scanned {len(scan_rows)} members")
         raw_total = sum(r["size"] or 0 for r in scan_rows if r["error"] is None)
         n = num_tasks or _default_tasks(spark, raw_total, shard_target_bytes)
@@ -220,7 +222,13 @@ def build_packs(
             )
             runner = _runner(staging, shard_target_bytes, zstd_level, fail)
             ntasks = len(plan.tasks)
-            rows = spark.range(0, ntasks, 1, ntasks).mapInArrow(runner, "result binary").collect()
+            job = spark.range(0, ntasks, 1, ntasks).mapInArrow(runner, "result binary")
+            with (
+                SparkProgress(spark, "pack", planned_bytes=plan.raw_bytes, emit=progress)
+                if progress
+                else contextlib.nullcontext()
+            ):
+                rows = job.collect()
             results = [pickle.loads(r["result"]) for r in rows]
         if sorted(r.task_id for r in results) != list(range(len(plan.tasks))):
             raise BuildError(
