@@ -180,29 +180,58 @@ def _pixel_element_end(
     return tag, length, pos + header_len + length
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
-    try:
-        value = ds.get(keyword)
-    except Exception:
-        return None
+def _raw_value(ds: Dataset, tag: int) -> object:
+    """An element's value without pydicom's per-element conversion (bytes while still raw)."""
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    return None if elem is None else elem.value
+
+
+def _text(ds: Dataset, tag: int, keyword: str) -> str | None:
+    """First value of a string element. ASCII bytes (UIDs, CS, most IDs) are decoded here
+    directly; anything else goes through pydicom so the character set is honoured."""
+    value = _raw_value(ds, tag)
+    if isinstance(value, bytes):
+        if value.isascii():
+            text = value.decode("ascii").split("\\", 1)[0].strip(" \x00")
+            return text or None
+        try:
+            value = ds.get(keyword)
+        except Exception:
+            return None
     if value is None or value == "":
         return None
-    return str(value).strip() or None
+    if not isinstance(value, str) and hasattr(value, "__getitem__"):
+        value = value[0] if len(value) else None
+    return str(value).strip(" \x00") or None if value is not None else None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Dataset, tag: int) -> int | None:
+    """First value of an IS / US element as int (None when absent, invalid or out of int32)."""
+    value = _raw_value(ds, tag)
     try:
-        value = ds.get(keyword)
-        if value is None or value == "":
+        if isinstance(value, bytes):
+            elem = ds._dict[tag]  # type: ignore[index]
+            vr = getattr(elem, "VR", None)
+            if vr in ("US", "SS") or (vr is None and len(value) == 2 and tag in _BINARY_INT_TAGS):
+                little = getattr(elem, "is_little_endian", True)
+                number = int(struct.unpack("<H" if little else ">H", value[:2])[0])
+            else:
+                text = value.decode("ascii", "replace").split("\\", 1)[0].strip(" \x00")
+                if not text:
+                    return None
+                number = int(float(text)) if "." in text else int(text)
+        elif value is None or value == "":
             return None
-        if isinstance(value, (list, tuple)) or (
-            hasattr(value, "__getitem__") and not isinstance(value, str)
-        ):
-            value = value[0]
-        number = int(value)
+        else:
+            if not isinstance(value, (int, float, str)) and hasattr(value, "__getitem__"):
+                value = value[0]
+            number = int(value)  # type: ignore[call-overload]
     except Exception:
         return None
     return number if -(2**31) <= number < 2**31 else None
+
+
+_BINARY_INT_TAGS = frozenset({0x00280010, 0x00280011})  # Rows, Columns (US)
 
 
 def parse_header(
@@ -283,17 +312,17 @@ def parse_header(
     except Exception as exc:  # the encoder is defensive; this is a last resort
         raise DicomParseError(f"{where}: cannot encode header as DICOM JSON: {exc}") from exc
     return Header(
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        modality=_text(ds, "Modality"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
+        sop_instance_uid=_text(ds, 0x00080018, "SOPInstanceUID"),
+        series_instance_uid=_text(ds, 0x0020000E, "SeriesInstanceUID"),
+        study_instance_uid=_text(ds, 0x0020000D, "StudyInstanceUID"),
+        patient_id=_text(ds, 0x00100020, "PatientID"),
+        modality=_text(ds, 0x00080060, "Modality"),
+        sop_class_uid=_text(ds, 0x00080016, "SOPClassUID"),
         transfer_syntax_uid=str(ts) if ts else None,
-        instance_number=_int(ds, "InstanceNumber"),
-        rows=_int(ds, "Rows"),
-        columns=_int(ds, "Columns"),
-        number_of_frames=_int(ds, "NumberOfFrames"),
+        instance_number=_int(ds, 0x00200013),
+        rows=_int(ds, 0x00280010),
+        columns=_int(ds, 0x00280011),
+        number_of_frames=_int(ds, 0x00280008),
         has_pixel_data=has_pixels,
         meta=meta,
     )
