@@ -200,9 +200,9 @@ def _text(ds: Dataset, tag: int, keyword: str) -> str | None:
             return None
     if value is None or value == "":
         return None
-    if not isinstance(value, str) and hasattr(value, "__getitem__"):
-        value = value[0] if len(value) else None
-    return str(value).strip(" \x00") or None if value is not None else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None  # type: ignore[arg-type, index]
+    return (str(value).strip(" \x00") or None) if value is not None else None
 
 
 def _int(ds: Dataset, tag: int) -> int | None:
