@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filereader import _at_pixel_data, read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from ..errors import DicomParseError, EmptyMemberError, NotDicomError, TruncatedMemberError
@@ -233,6 +234,57 @@ def _int(ds: Dataset, tag: int) -> int | None:
 
 _BINARY_INT_TAGS = frozenset({0x00280010, 0x00280011})  # Rows, Columns (US)
 
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_META_LONG_VRS = frozenset({b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"})
+
+
+def _fast_read(buf: bytes) -> tuple[Dataset, str, int] | None:
+    """Read a Part-10 header without ``dcmread``'s overhead: (dataset, transfer syntax, stop offset).
+
+    Walks the explicit-VR-little-endian meta group with ``struct`` and hands the rest to
+    pydicom's ``read_dataset``. Returns None (the caller falls back to ``dcmread``)
+    for anything unusual: deflated data, a meta group that does not parse, or an
+    explicit-VR transfer syntax whose first element has no valid VR.
+    """
+    pos, ts = 132, None
+    n = len(buf)
+    while pos + 8 <= n:
+        group, elem = struct.unpack_from("<HH", buf, pos)
+        if group != 2:
+            break
+        vr = buf[pos + 4 : pos + 6]
+        if vr in _META_LONG_VRS:
+            if pos + 12 > n:
+                return None
+            length = struct.unpack_from("<L", buf, pos + 8)[0]
+            start = pos + 12
+        elif b"AA" <= vr <= b"ZZ":
+            length = struct.unpack_from("<H", buf, pos + 6)[0]
+            start = pos + 8
+        else:
+            return None
+        if length == 0xFFFFFFFF or start + length > n:
+            return None
+        if elem == 0x0010:
+            ts = buf[start : start + length].decode("ascii", "replace").strip(" \x00")
+        pos = start + length
+    if ts == _EXPLICIT_LE or (ts is not None and ts.startswith("1.2.840.10008.1.2.4")):
+        implicit, little = False, True
+    elif ts == _IMPLICIT_LE:
+        implicit, little = True, True
+    elif ts == _EXPLICIT_BE:
+        implicit, little = False, False
+    else:
+        return None  # deflated, private or missing transfer syntax: let dcmread decide
+    if not implicit and pos + 6 <= n and not (b"AA" <= buf[pos + 4 : pos + 6] <= b"ZZ"):
+        return None  # says explicit, is implicit: dcmread knows how to cope
+    fp = io.BytesIO(buf)
+    fp.seek(pos)
+    ds = read_dataset(fp, implicit, little, stop_when=_at_pixel_data)
+    return ds, ts, fp.tell()
+
 
 def parse_header(
     fetch: Callable[[int], bytes],
@@ -266,10 +318,15 @@ def parse_header(
     ts: str | None = None
     while True:
         complete = len(buf) >= size
-        fp = io.BytesIO(buf)
         try:
-            ds = pydicom.dcmread(fp, force=not has_preamble, stop_before_pixels=True)
-            ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+            fast = _fast_read(buf) if has_preamble else None
+            if fast is not None:
+                ds, ts, pos = fast
+            else:
+                fp = io.BytesIO(buf)
+                ds = pydicom.dcmread(fp, force=not has_preamble, stop_before_pixels=True)
+                ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+                pos = fp.tell()
             if ts == DeflatedExplicitVRLittleEndian and not complete:
                 raise EOFError("deflated dataset needs the whole member")
         except Exception as exc:
@@ -277,7 +334,6 @@ def parse_header(
                 buf = _grow(buf, fetch, size, where)
                 continue
             raise DicomParseError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        pos = fp.tell()
         implicit, little = ds.original_encoding
         pixel = None
         if pos < len(buf) and ts != DeflatedExplicitVRLittleEndian:
