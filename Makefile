@@ -19,8 +19,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with test + dev extras
 
-demo: $(STAMP)  ## generate a sample corpus, run the main job on local Spark, print the result
-	$(PY) -m iac_spark.demo --data $(DEMO_DATA) --out $(DEMO_OUT)
+$(DEMO_DATA)/.generated: | $(STAMP)
+	$(PY) -m iac_spark.inputs.corpus $(DEMO_DATA) --patients 4 --ct-slices 30 --mr-slices 20 --ct-size 256 --mr-size 128 --seed 1
+	@touch $@
+
+demo: $(STAMP) $(DEMO_DATA)/.generated  ## generate a sample corpus, build packs on local Spark, query and verify
+	$(VENV)/bin/iac-spark build $(DEMO_DATA) --out $(DEMO_OUT) --dataset demo --master "local[2]"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT modality, count(*) AS records, count(DISTINCT series_instance_uid) AS series, sum(raw_length) AS raw_bytes FROM records GROUP BY modality ORDER BY modality"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT pack_id, num_records, num_patients, data_bytes, file_bytes FROM packs ORDER BY pack_id"
+	$(VENV)/bin/iac-spark verify $(DEMO_OUT)
 
 test: $(STAMP)  ## run the whole test suite
 	$(PY) -m pytest -q
