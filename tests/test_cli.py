@@ -41,3 +41,23 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["sql"])
     assert exc.value.code == 2
+
+
+def test_missing_java_is_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from iac_spark.errors import JavaNotFoundError
+    from iac_spark.session import check_java
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java on PATH
+    with pytest.raises(JavaNotFoundError) as exc:
+        check_java()
+    message = str(exc.value)
+    assert message.startswith("Spark needs a Java runtime") and message.count(".") <= 2
+    from pyspark.sql import SparkSession
+
+    if SparkSession.getActiveSession() is None:  # the CLI path, when no session runs in this process
+        assert main(["scan", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"iac-spark: {message}"
