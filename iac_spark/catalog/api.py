@@ -1,0 +1,223 @@
+"""Read the catalog: Arrow tables, SQL (delta-rs / DataFusion) and Spark temp views.
+
+Every reader sees committed runs only (see :mod:`iac_spark.catalog.snapshot`), with
+effective ``retired`` / ``superseded`` flags, and optionally ``as_of`` a catalog
+version (``int``: a ``runs`` table version, as returned in ``catalog_version`` by
+:func:`iac_spark.catalog.build`) or a time (``datetime`` / ISO-8601 string).
+
+:func:`sql` registers the raw Delta tables in a ``deltalake.QueryBuilder`` under hidden
+names (``_iac_raw_<table>``; QueryBuilder only accepts ``DeltaTable``\\ s) and exposes
+``packs``, ``records``, ``sources``, ``errors``, ``runs`` as DataFusion views filtered to
+the committed runs, so a query never sees half a build.
+
+Example:
+    >>> import iac_spark.catalog as cat
+    >>> c = cat.open("demo_out")                                            # doctest: +SKIP
+    >>> c.records().num_rows                                                # doctest: +SKIP
+    240
+    >>> cat.sql("demo_out", "SELECT modality, count(*) AS n FROM records "
+    ...         "WHERE NOT retired GROUP BY modality ORDER BY modality").to_pylist()  # doctest: +SKIP
+    [{'modality': 'CT', 'n': 160}, {'modality': 'MR', 'n': 80}]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+from deltalake import QueryBuilder
+
+from ..errors import CatalogError
+from .rows import pack_abspath
+from .schema import SCHEMAS, TABLES, TableName
+from .snapshot import COMMITTED, RETIRE_COLUMNS, Snapshot
+from .store import AsOf, CatalogStore, DeltaRsStore, sql_list
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["RAW_PREFIX", "Catalog", "open", "register_views", "sql"]
+
+#: QueryBuilder name prefix of the unfiltered Delta tables behind the views.
+RAW_PREFIX = "_iac_raw_"
+
+
+class Catalog:
+    """A consistent, read-only view of the catalog under ``OUT/_catalog`` at one version.
+
+    The committed runs are read once, when the object is made: later commits by other
+    builds do not change what this object returns (open a new one to see them).
+    """
+
+    def __init__(self, out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> None:
+        self.out = os.path.abspath(out)
+        self.store = store or DeltaRsStore(self.out)
+        self.snapshot = Snapshot.load(self.store, as_of)
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.out!r}, version={self.version}, runs={len(self.snapshot.committed)})"
+
+    @property
+    def version(self) -> int:
+        """The ``runs`` table version this view reflects (the catalog version)."""
+        return self.snapshot.version
+
+    @property
+    def committed_runs(self) -> frozenset[str]:
+        """Run ids visible in this view."""
+        return self.snapshot.committed
+
+    def table(self, name: TableName) -> pa.Table:
+        """Committed rows of ``name`` (one of packs, records, sources, errors, runs)."""
+        if name not in SCHEMAS:
+            raise CatalogError(f"unknown catalog table {name!r}; tables are {', '.join(TABLES)}")
+        return self.snapshot.table(name)
+
+    def packs(self) -> pa.Table:
+        """``packs``: one row per published pack (``path`` relative to OUT, see :meth:`pack_path`)."""
+        return self.table("packs")
+
+    def records(self) -> pa.Table:
+        """``records``: one row per packed instance, retired ones included (filter on ``retired``)."""
+        return self.table("records")
+
+    def sources(self) -> pa.Table:
+        """``sources``: one row per ingested input file and run."""
+        return self.table("sources")
+
+    def errors(self) -> pa.Table:
+        """``errors``: scan / pack errors, duplicates and conflicts."""
+        return self.table("errors")
+
+    def runs(self, *, include_failed: bool = False) -> pa.Table:
+        """``runs``: committed runs (and failed ones with ``include_failed=True``)."""
+        return self.snapshot.runs(include_failed=include_failed)
+
+    def to_pandas(self, name: TableName) -> pd.DataFrame:
+        """:meth:`table` as a pandas DataFrame."""
+        return self.table(name).to_pandas()
+
+    def pack_path(self, path: str) -> str:
+        """Absolute path of a ``packs.path`` value (stored relative to OUT)."""
+        return pack_abspath(self.out, path)
+
+    def sql(self, query: str) -> pa.Table:
+        """Run DataFusion SQL over this view's tables (see :func:`sql`)."""
+        if not isinstance(self.store, DeltaRsStore):
+            raise CatalogError(
+                "Catalog.sql needs the delta-rs engine; with Spark use register_views + spark.sql"
+            )
+        return _run_sql(self.store, self.snapshot, query)
+
+
+def open(out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> Catalog:
+    """Open the catalog of ``out`` at the latest or ``as_of`` version.
+
+    Reads with delta-rs (no Spark) unless another ``store`` is given (e.g. a
+    :class:`~iac_spark.catalog.spark_delta.SparkDeltaStore` for Unity Catalog tables).
+    Raises :class:`CatalogError` when ``out`` has no catalog yet.
+    """
+    return Catalog(out, as_of=as_of, store=store)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_sql(name: TableName, committed: frozenset[str]) -> str:
+    """The ``CREATE VIEW`` statement exposing the committed rows of ``name`` (DataFusion SQL).
+
+    >>> print(view_sql("runs", frozenset()))
+    CREATE VIEW runs AS SELECT "run_id", "dataset", "started_at", "committed_at", "num_packs", "num_records", "num_errors", "num_duplicates", "num_conflicts", "status" FROM _iac_raw_runs WHERE status = 'committed'
+    """
+    in_list = sql_list(committed) if committed else None
+    where = (
+        f"status = '{COMMITTED}'"
+        if name == "runs"
+        else (f"run_id IN {in_list}" if in_list else "false")
+    )
+    flags = RETIRE_COLUMNS.get(name)
+    cols = []
+    for f in SCHEMAS[name]:
+        if flags is not None and f.name in flags:
+            flag, by = flags
+            eff = (
+                f"COALESCE({_ident(flag)} AND {_ident(by)} IN {in_list}, false)"
+                if in_list
+                else "false"
+            )
+            expr = eff if f.name == flag else f"CASE WHEN {eff} THEN {_ident(by)} END"
+            cols.append(f"{expr} AS {_ident(f.name)}")
+        else:
+            cols.append(_ident(f.name))
+    return f"CREATE VIEW {name} AS SELECT {', '.join(cols)} FROM {RAW_PREFIX}{name} WHERE {where}"
+
+
+def _run_sql(store: DeltaRsStore, snap: Snapshot, query: str) -> pa.Table:
+    qb = QueryBuilder()
+    for name in TABLES:
+        qb.register(
+            f"{RAW_PREFIX}{name}", store.delta_table(name, snap.version if name == "runs" else None)
+        )
+    for name in TABLES:
+        qb.execute(view_sql(name, snap.committed)).read_all()
+    try:
+        return pa.table(qb.execute(query).read_all())
+    except Exception as exc:
+        raise CatalogError(f"SQL failed on the catalog of {store.out}: {exc}") from exc
+
+
+def sql(out: str, query: str, *, as_of: AsOf = None) -> pa.Table:
+    """Run ``query`` (DataFusion SQL) over ``packs``, ``records``, ``sources``, ``errors``, ``runs``.
+
+    The views hold committed rows only, at the latest version or ``as_of``. Column types
+    come back as DataFusion produces them (strings may be ``string_view``). Raises
+    :class:`CatalogError` with DataFusion's message if the query fails.
+    """
+    store = DeltaRsStore(out)
+    return _run_sql(store, Snapshot.load(store, as_of), query)
+
+
+def register_views(
+    spark: SparkSession,
+    out: str,
+    *,
+    as_of: AsOf = None,
+    engine: Literal["auto", "arrow", "delta"] = "auto",
+    catalog_name: str | None = None,
+    prefix: str = "",
+) -> dict[str, DataFrame]:
+    """Register Spark temp views ``<prefix>packs`` … ``<prefix>runs`` of the committed catalog.
+
+    ``engine="delta"`` reads the tables with Spark Delta (lazy, scales; needs
+    :func:`~iac_spark.catalog.has_delta`; required for Unity Catalog ``catalog_name``);
+    ``"arrow"`` reads them with delta-rs and hands Arrow tables to
+    ``spark.createDataFrame`` (no jars needed; the tables must fit the driver);
+    ``"auto"`` picks ``delta`` when the session has Delta. Returns the DataFrames by name.
+
+    Example:
+        >>> register_views(spark, "demo_out")                                   # doctest: +SKIP
+        >>> spark.sql("SELECT modality, count(*) FROM records GROUP BY modality").show()  # doctest: +SKIP
+    """
+    from .spark_delta import SparkDeltaStore, delta_frames, has_delta
+
+    use_delta = (
+        engine == "delta" or (engine == "auto" and has_delta(spark)) or catalog_name is not None
+    )
+    frames: dict[str, Any]
+    if use_delta:
+        if not has_delta(spark):
+            raise CatalogError(
+                "register_views(engine='delta' or catalog_name=...) needs a Delta-enabled SparkSession; "
+                "use engine='arrow' (delta-rs) instead"
+            )
+        store = SparkDeltaStore(spark, out, catalog_name=catalog_name)
+        frames = delta_frames(store, Snapshot.load(store, as_of))
+    else:
+        snap = Snapshot.load(DeltaRsStore(out), as_of)
+        frames = {name: spark.createDataFrame(snap.table(name)) for name in TABLES}
+    for name, df in frames.items():
+        df.createOrReplaceTempView(f"{prefix}{name}")
+    return frames

@@ -1,0 +1,331 @@
+"""The catalog on a Delta-enabled SparkSession (Databricks, or ``configure_spark_with_delta_pip``).
+
+delta-rs (:class:`~iac_spark.catalog.store.DeltaRsStore`) is the default engine and
+needs no jars. When the session has Delta, :class:`SparkDeltaStore` implements the same
+:class:`~iac_spark.catalog.store.CatalogStore` protocol with Spark SQL, either on the
+same path tables ``OUT/_catalog/<table>`` or on Unity Catalog tables
+``<catalog_name>_<table>`` (e.g. ``catalog_name="main.imaging.iac"`` →
+``main.imaging.iac_records``). Tables are created with the contract schema and
+``delta.enableDeletionVectors = false`` so delta-rs, DuckDB and Polars keep reading them.
+Concurrent-commit exceptions (``ConcurrentAppendException``…) are retried like
+delta-rs's ``CommitFailedError``.
+
+Example:
+    >>> from iac_spark.catalog import build, has_delta
+    >>> if has_delta(spark):                                                    # doctest: +SKIP
+    ...     build(spark, ["/data/zips"], "/data/out", engine="spark",
+    ...           catalog_name="main.imaging.iac")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from ..errors import CatalogError
+from .schema import SCHEMAS, TABLES, TableName, conform
+from .snapshot import RETIRE_COLUMNS, Snapshot
+from .store import (
+    PLAIN_TABLE_PROPERTIES,
+    AsOf,
+    CatalogStore,
+    DeltaRsStore,
+    RetryPolicy,
+    catalog_root,
+    retrying,
+    sql_str,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = [
+    "DELTA_EXTENSION",
+    "SparkDeltaStore",
+    "catalog_store",
+    "delta_frames",
+    "has_delta",
+    "spark_ddl",
+]
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+_CONFLICTS = (
+    "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+    "ProtocolChangedException", "DeltaConcurrentModificationException", "DELTA_CONCURRENT",
+)  # fmt: skip
+
+
+def has_delta(spark: SparkSession) -> bool:
+    """True when ``spark`` can read and write Delta tables.
+
+    Cheap and side-effect free: on Databricks (``DATABRICKS_RUNTIME_VERSION`` set) Delta is
+    built in; elsewhere the session must list :data:`DELTA_EXTENSION` in
+    ``spark.sql.extensions`` *and* (classic sessions) the class must load in the driver JVM
+    (Spark only warns when a configured extension is missing). Spark Connect sessions
+    trust the server configuration.
+    """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return True
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    except Exception:
+        return False
+    if DELTA_EXTENSION not in extensions:
+        return False
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        return True
+    try:
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(DELTA_EXTENSION, False, loader)
+    except Exception:
+        return False
+    return True
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return any(name in text for name in _CONFLICTS) or "already exists" in text.lower()
+
+
+_DDL_TYPES = {
+    pa.string(): "STRING", pa.int64(): "BIGINT", pa.int32(): "INT", pa.bool_(): "BOOLEAN",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP",
+}  # fmt: skip
+
+
+def spark_ddl(name: TableName) -> str:
+    """Spark SQL column list of a catalog table.
+
+    >>> spark_ddl("errors")
+    '`run_id` STRING, `source_path` STRING, `source_member` STRING, `stage` STRING, `error` STRING, `at` TIMESTAMP'
+    """
+    return ", ".join(f"`{f.name}` {_DDL_TYPES[f.type]}" for f in SCHEMAS[name])
+
+
+def _quote_name(name: str) -> str:
+    return ".".join(f"`{part}`" for part in name.split("."))
+
+
+class SparkDeltaStore:
+    """The catalog tables through Spark Delta: path tables under OUT, or Unity Catalog names."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        out: str,
+        *,
+        catalog_name: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.spark = spark
+        self.out = os.path.abspath(out)
+        self.root = catalog_root(self.out)
+        self.catalog_name = catalog_name
+        self.retry = retry or RetryPolicy()
+
+    def __repr__(self) -> str:
+        return f"SparkDeltaStore({self.out!r}, catalog_name={self.catalog_name!r})"
+
+    def location(self, name: TableName) -> str:
+        if self.catalog_name:
+            return f"{self.catalog_name}_{name}"
+        return os.path.join(self.root, name)
+
+    def _ref(self, name: TableName) -> str:
+        if self.catalog_name:
+            return _quote_name(self.location(name))
+        return f"delta.`{self.location(name)}`"
+
+    def _reader(self, name: TableName, version: int | None = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return (
+            reader.table(self.location(name))
+            if self.catalog_name
+            else reader.load(self.location(name))
+        )
+
+    def exists(self) -> bool:
+        if self.catalog_name:
+            return bool(self.spark.catalog.tableExists(self.location("runs")))
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, self.location("runs")))
+
+    def ensure(self) -> None:
+        props = ", ".join(f"{sql_str(k)} = {sql_str(v)}" for k, v in PLAIN_TABLE_PROPERTIES.items())
+        for name in TABLES:
+            stmt = (
+                f"CREATE TABLE IF NOT EXISTS {self._ref(name)} ({spark_ddl(name)}) "
+                f"USING DELTA TBLPROPERTIES ({props})"
+            )
+
+            def create(stmt: str = stmt) -> None:
+                self.spark.sql(stmt)
+
+            retrying(
+                f"create {self.location(name)}", create, policy=self.retry, retry_if=_is_conflict
+            )
+
+    def _history(self, name: TableName) -> list[dict[str, Any]]:
+        """Delta history; ``epoch`` = commit time in seconds since 1970 (no time-zone ambiguity)."""
+        from pyspark.sql import functions as F
+
+        rows = (
+            self.spark.sql(f"DESCRIBE HISTORY {self._ref(name)}")
+            .select(
+                "version",
+                F.col("timestamp").cast("double").alias("epoch"),
+                "operation",
+                "userMetadata",
+            )
+            .collect()
+        )
+        return [r.asDict() for r in rows]
+
+    def version(self, name: TableName, as_of: AsOf = None) -> int:
+        history = self._history(name)
+        versions = [int(h["version"]) for h in history]
+        if as_of is None:
+            return max(versions)
+        if isinstance(as_of, int):
+            if as_of not in versions:
+                raise CatalogError(
+                    f"{self.location(name)}: no version {as_of} (versions {min(versions)}..{max(versions)})"
+                )
+            return as_of
+        ts = datetime.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+        ts = ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+        older = [int(h["version"]) for h in history if float(h["epoch"]) <= ts.timestamp()]
+        if not older:
+            raise CatalogError(f"{self.location(name)}: no version at or before {ts.isoformat()}")
+        return max(older)
+
+    def read(
+        self, name: TableName, *, columns: Sequence[str] | None = None, as_of: AsOf = None
+    ) -> pa.Table:
+        version = None if as_of is None else self.version(name, as_of)
+        df = self._reader(name, version)
+        if columns is not None:
+            df = df.select(*columns)
+        table = df.toArrow()
+        if columns is None:
+            return conform(name, table)
+        schema = SCHEMAS[name]
+        return pa.table({c: table.column(c).cast(schema.field(c).type) for c in columns})
+
+    def append(self, name: TableName, data: pa.Table, *, run_id: str) -> int:
+        tag = f"iac_run_id={run_id}"
+        df = self.spark.createDataFrame(conform(name, data))
+
+        def write() -> None:
+            writer = df.write.format("delta").mode("append").option("userMetadata", tag)
+            if self.catalog_name:
+                writer.saveAsTable(self.location(name))
+            else:
+                writer.save(self.location(name))
+
+        retrying(
+            f"append run {run_id} to {self.location(name)}",
+            write,
+            policy=self.retry,
+            retry_if=_is_conflict,
+        )
+        mine = [int(h["version"]) for h in self._history(name) if h.get("userMetadata") == tag]
+        if not mine:
+            raise CatalogError(
+                f"{self.location(name)}: the commit of run {run_id} is not in the table history"
+            )
+        return max(mine)
+
+    def update(self, name: TableName, *, predicate: str, updates: Mapping[str, str]) -> int:
+        sets = ", ".join(f"`{k}` = {v}" for k, v in updates.items())
+        stmt = f"UPDATE {self._ref(name)} SET {sets} WHERE {predicate}"
+        return _affected(
+            retrying(
+                f"update {self.location(name)}",
+                lambda: self.spark.sql(stmt),
+                policy=self.retry,
+                retry_if=_is_conflict,
+            )
+        )
+
+    def delete(self, name: TableName, *, predicate: str) -> int:
+        stmt = f"DELETE FROM {self._ref(name)} WHERE {predicate}"
+        return _affected(
+            retrying(
+                f"delete from {self.location(name)}",
+                lambda: self.spark.sql(stmt),
+                policy=self.retry,
+                retry_if=_is_conflict,
+            )
+        )
+
+
+def _affected(df: DataFrame) -> int:
+    try:
+        rows = df.collect()
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    except Exception:
+        return 0
+
+
+def delta_frames(store: SparkDeltaStore, snap: Snapshot) -> dict[str, DataFrame]:
+    """Committed-filtered Spark DataFrames of the five tables (read by Spark Delta, not collected)."""
+    from pyspark.sql import functions as F
+
+    committed = sorted(snap.committed)
+    frames: dict[str, DataFrame] = {}
+    for name in TABLES:
+        if name == "runs":
+            df = store._reader("runs", snap.version).where(F.col("status") == F.lit("committed"))
+        else:
+            df = store._reader(name).where(
+                F.col("run_id").isin(committed) if committed else F.lit(False)
+            )
+        cols = RETIRE_COLUMNS.get(name)
+        if cols is not None:
+            flag, by = cols
+            eff = (
+                F.coalesce(F.col(flag) & F.col(by).isin(committed), F.lit(False))
+                if committed
+                else F.lit(False)
+            )
+            df = (
+                df.withColumn("__iac_eff", eff)
+                .withColumn(by, F.when(F.col("__iac_eff"), F.col(by)))
+                .withColumn(flag, F.col("__iac_eff"))
+                .drop("__iac_eff")
+            )
+        frames[name] = df.select(*[f.name for f in SCHEMAS[name]])
+    return frames
+
+
+def catalog_store(
+    out: str,
+    *,
+    spark: SparkSession | None = None,
+    engine: Literal["delta-rs", "spark"] = "delta-rs",
+    catalog_name: str | None = None,
+) -> CatalogStore:
+    """The store for ``engine``: delta-rs on ``OUT/_catalog`` (default), or Spark Delta.
+
+    ``catalog_name`` (Unity Catalog ``catalog.schema.prefix``) implies ``engine="spark"``.
+    Raises :class:`CatalogError` when Spark Delta is asked for but the session lacks it.
+    """
+    if engine == "delta-rs" and catalog_name is None:
+        return DeltaRsStore(out)
+    if spark is None or not has_delta(spark):
+        raise CatalogError(
+            "engine='spark' / catalog_name= needs a Delta-enabled SparkSession (Databricks, or "
+            "configure_spark_with_delta_pip); the default engine='delta-rs' needs no jars"
+        )
+    return SparkDeltaStore(spark, out, catalog_name=catalog_name)

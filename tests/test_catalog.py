@@ -1,0 +1,693 @@
+"""The Delta catalog: real Delta tables, real packs, no mocks.
+
+Two Spark builds (module fixture ``stage``) cover the end-to-end path: a first build, then
+a second over the same folder after adding a zip (with one instance already catalogued),
+a bare text file, and rewriting one zip with one member changed; then a rerun that must
+start no Spark job. Everything else builds real packs *without* Spark (``local_build``:
+the scanner, planner, task and merge functions that ``build_packs`` runs on Spark) and
+commits them directly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+from iatro.iac import PackReader
+
+import iac_spark.catalog as cat
+from iac_spark.catalog.rows import catalog_rows
+from iac_spark.catalog.schema import SCHEMAS, TIMESTAMP
+from iac_spark.catalog.store import DeltaRsStore
+from iac_spark.errors import CatalogError, VerifyError
+from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+from iac_spark.inputs.discover import InputFile, discover
+from iac_spark.inputs.scan import COLUMNS, ScanUnit, scan_unit
+from iac_spark.packing.build import BuildResult, new_run_id
+from iac_spark.packing.layout import staging_dir
+from iac_spark.packing.merge import merge_segments
+from iac_spark.packing.plan import PLAN_COLUMNS, plan_build
+from iac_spark.packing.task import run_task, write_task_spec
+
+from .helpers import write_zip
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def local_build(
+    paths: list[str], out: str, *, dataset: str = "t", known: dict[str, set[int]] | None = None
+) -> tuple[BuildResult, list[InputFile]]:
+    """``build_packs`` without Spark: scan, plan, run the tasks in-process, merge. Real packs."""
+    out = os.path.abspath(out)
+    files = discover(paths)
+    rows = []
+    for f in files:
+        for values in scan_unit(ScanUnit(f.path, f.kind)):
+            r = dict(zip(COLUMNS, values, strict=True))
+            rows.append({c: r[c] for c in PLAN_COLUMNS})
+    plan = plan_build(rows, num_tasks=2, known=known)
+    run_id = new_run_id()
+    staging = staging_dir(out, run_id)
+    results = [
+        run_task(write_task_spec(staging, i, recs), staging, task_id=i, attempt_id=0)
+        for i, recs in enumerate(plan.tasks)
+    ]
+    packs = merge_segments([s for r in results for s in r.segments], out, dataset, run_id)
+    shutil.rmtree(os.path.dirname(staging), ignore_errors=True)
+    result = BuildResult(
+        run_id=run_id, out=out, dataset=dataset, packs=packs,
+        errors=plan.errors + [e for r in results for e in r.errors], duplicates=plan.duplicates,
+        conflicts=plan.conflicts, scanned=len(rows), raw_bytes=sum(r.raw_bytes for r in results),
+        seconds=0.1, scan_rows=rows,
+    )  # fmt: skip
+    return result, files
+
+
+def zip_member_count(path: str) -> int:
+    """Members a user sees in a zip: file entries, nested zips opened (one level)."""
+    n = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            if info.filename.lower().endswith(".zip"):
+                with zipfile.ZipFile(io.BytesIO(zf.read(info))) as inner:
+                    n += sum(1 for i in inner.infolist() if not i.is_dir())
+            else:
+                n += 1
+    return n
+
+
+def expected_members(path: str) -> int:
+    if not path.endswith(".zip"):
+        return 1
+    try:
+        return zip_member_count(path)
+    except zipfile.BadZipFile:
+        return -1  # unreadable: the caller knows what to expect
+
+
+def live(records: pa.Table) -> pa.Table:
+    return records.filter(pc.invert(records.column("retired")))
+
+
+def accounting(c: cat.Catalog) -> dict[str, tuple[int, int, int]]:
+    """Per live source: (records + errors(scan/pack/duplicate) + skipped, sources.members, expected)."""
+    recs, errs = c.records(), c.errors()
+    out = {}
+    for s in c.sources().to_pylist():
+        if s["superseded"]:
+            continue
+        key = (s["source_path"], s["run_id"])
+        n_recs = sum(
+            1
+            for r in recs.select(["source_path", "run_id"]).to_pylist()
+            if (r["source_path"], r["run_id"]) == key
+        )
+        n_errs = sum(
+            1
+            for e in errs.to_pylist()
+            if (e["source_path"], e["run_id"]) == key
+            and e["stage"] in ("scan", "pack", "duplicate")
+        )
+        out[s["source_path"]] = (
+            n_recs + n_errs + s["skipped"],
+            s["members"],
+            expected_members(s["source_path"]),
+        )
+    return out
+
+
+def modality_counts_from_packs(out: str, packs: pa.Table) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for p in packs.column("path").to_pylist():
+        reader = PackReader(os.path.join(out, p))
+        try:
+            counts.update(reader.index_table.column("modality").to_pylist())
+        finally:
+            reader.close()
+    return dict(counts)
+
+
+def rewrite_with_changed_member(path: Path) -> str:
+    """Rewrite a zip in place (same path, same names) with the last byte of one DICOM member flipped."""
+    with zipfile.ZipFile(path) as zf:
+        items = [(i.filename, zf.read(i)) for i in zf.infolist()]
+    target = next(name for name, _ in items if name.endswith(".dcm"))
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in items:
+            if name == target:
+                data = data[:-1] + bytes([data[-1] ^ 0x01])
+            zf.writestr(name, data)
+    os.replace(tmp, path)
+    return target
+
+
+# --------------------------------------------------------------------------------------
+# the two Spark builds
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    data: Path
+    out: str
+    r1: cat.CatalogBuildResult
+    r2: cat.CatalogBuildResult
+    r3: cat.CatalogBuildResult
+    rerun_jobs: list[int]
+    between: datetime
+    copy1: str  # OUT right after build 1 (for verify / vacuum)
+    changed_zip: str
+    changed_member: str
+    new_zip: str
+    dup_source: str  # "<zip>!<member>" of the instance copied into the new zip
+    members1: int
+
+
+@pytest.fixture(scope="module")
+def stage(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Stage:
+    root = tmp_path_factory.mktemp("catalog")
+    data = root / "data"
+    corpus = generate_corpus(
+        data, CorpusSpec(patients=3, ct_slices=4, mr_slices=3, ct_size=64, mr_size=32, seed=11)
+    )
+    out = str(root / "out")
+    r1 = cat.build(spark, [str(data)], out, dataset="t")
+    copy1 = str(root / "copy1")
+    shutil.copytree(out, copy1)
+    between = datetime.now(timezone.utc)
+    time.sleep(0.05)
+
+    # build 2: a new zip (one instance identical to a catalogued one), a bare text file, a changed zip
+    extra = generate_corpus(
+        root / "extra",
+        CorpusSpec(patients=1, ct_slices=2, mr_slices=1, ct_size=64, mr_size=32, seed=99),
+    )
+    with zipfile.ZipFile(extra.zips[0]) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    donor = data / "PAT-0001.zip"
+    with zipfile.ZipFile(donor) as zf:
+        donor_member = next(n for n in zf.namelist() if n.endswith(".dcm"))
+        members["dup/copy.dcm"] = zf.read(donor_member)
+    new_zip = write_zip(data / "NEW-0000.zip", members)
+    (data / "notes.txt").write_text("not a DICOM file\n")
+    changed = data / "PAT-0002.zip"
+    changed_member = rewrite_with_changed_member(changed)
+    r2 = cat.build(spark, [str(data)], out, dataset="t")
+
+    # rerun over the same folder: nothing new, and no Spark job may start
+    sc = spark.sparkContext
+    sc.setJobGroup("iac-catalog-rerun", "rerun must not start jobs")
+    try:
+        r3 = cat.build(spark, [str(data)], out, dataset="t")
+        jobs = list(sc.statusTracker().getJobIdsForGroup("iac-catalog-rerun"))
+    finally:
+        for key in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
+            sc.setLocalProperty(key, None)  # type: ignore[arg-type]
+    return Stage(
+        data=data, out=out, r1=r1, r2=r2, r3=r3, rerun_jobs=jobs, between=between, copy1=copy1,
+        changed_zip=str(changed), changed_member=changed_member, new_zip=str(new_zip),
+        dup_source=f"{donor}!{donor_member}", members1=corpus.dicom_members,
+    )  # fmt: skip
+
+
+CONTRACT = {
+    "packs": ["pack_id", "dataset", "path", "payload_type", "codec", "num_records", "num_patients",
+              "num_series", "data_bytes", "file_bytes", "run_id", "created_at"],
+    "records": ["pack_id", "row", "sop_instance_uid", "series_instance_uid", "study_instance_uid",
+                "patient_id", "modality", "instance_number", "offset", "length", "crc32", "raw_length",
+                "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run"],
+    "sources": ["source_path", "size", "mtime", "fingerprint", "run_id", "status", "members", "packed",
+                "duplicates", "errors", "skipped", "superseded", "superseded_by_run"],
+    "errors": ["run_id", "source_path", "source_member", "stage", "error", "at"],
+    "runs": ["run_id", "dataset", "started_at", "committed_at", "num_packs", "num_records", "num_errors",
+             "num_duplicates", "num_conflicts", "status"],
+}  # fmt: skip
+
+
+def test_schema_contract(stage: Stage) -> None:
+    for name, columns in CONTRACT.items():
+        dt = DeltaTable(os.path.join(stage.out, "_catalog", name))
+        schema = pa.schema(dt.schema().to_arrow())
+        assert schema.names == columns
+        assert schema.equals(SCHEMAS[name]), name
+        protocol = dt.protocol()
+        assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+        # no table features at all: no deletion vectors, nothing DuckDB/Polars could not read
+        assert not protocol.reader_features and not protocol.writer_features
+        for f in schema:
+            assert f.type in (pa.string(), pa.int64(), pa.int32(), pa.bool_(), TIMESTAMP), (name, f)
+    c = cat.open(stage.out)
+    for name in CONTRACT:
+        assert c.table(name).schema.equals(SCHEMAS[name])
+
+
+def test_first_build_sql_matches_packs(stage: Stage) -> None:
+    r1 = stage.r1
+    assert (r1.new_sources, r1.changed_sources, r1.unchanged_sources) == (3, 0, 0)
+    # one LICENSE.txt per zip is skipped
+    assert r1.records == stage.members1 and r1.errors == 0 and r1.skipped == 3
+    c = cat.open(stage.out, as_of=r1.catalog_version)
+    assert c.committed_runs == {r1.run_id}
+    got = cat.sql(
+        stage.out,
+        "SELECT modality, count(*) AS n FROM records GROUP BY modality",
+        as_of=r1.catalog_version,
+    ).to_pylist()
+    assert {r["modality"]: r["n"] for r in got} == modality_counts_from_packs(stage.out, c.packs())
+    assert r1.run_id in r1.summary_table()
+
+
+def test_rerun_adds_nothing_and_starts_no_spark_job(stage: Stage) -> None:
+    r3 = stage.r3
+    assert r3.nothing_to_do and r3.new_packs == 0 and r3.records == 0
+    # 3 original zips (one of them changed in build 2) + the new zip + notes.txt
+    assert r3.unchanged_sources == 5
+    assert r3.catalog_version == stage.r2.catalog_version
+    assert stage.rerun_jobs == []
+    assert "nothing to do" in r3.summary_table()
+
+
+def test_incremental_processes_only_new_and_changed(stage: Stage) -> None:
+    r2 = stage.r2
+    assert (r2.new_sources, r2.changed_sources, r2.unchanged_sources) == (2, 1, 2)
+    assert r2.build_result is not None
+    scanned = {row["path"] for row in r2.build_result.scan_rows}
+    assert scanned == {stage.new_zip, stage.changed_zip}  # notes.txt is skipped by the scan
+    c = cat.open(stage.out)
+    run2_sources = {s["source_path"] for s in c.sources().to_pylist() if s["run_id"] == r2.run_id}
+    assert run2_sources == {stage.new_zip, stage.changed_zip, str(stage.data / "notes.txt")}
+    notes = next(s for s in c.sources().to_pylist() if s["source_path"].endswith("notes.txt"))
+    assert (notes["members"], notes["skipped"], notes["status"]) == (1, 1, "ingested")
+    assert [r["run_id"] for r in c.runs().to_pylist()] == [stage.r1.run_id, r2.run_id]
+
+
+def test_changed_source_is_reingested_and_old_records_retired(stage: Stage) -> None:
+    c = cat.open(stage.out)
+    recs = c.records()
+    per_uid = Counter(live(recs).column("sop_instance_uid").to_pylist())
+    assert per_uid and set(per_uid.values()) == {1}
+    old = [
+        r
+        for r in recs.to_pylist()
+        if r["source_path"] == stage.changed_zip and r["run_id"] == stage.r1.run_id
+    ]
+    assert len(old) == 7 and all(
+        r["retired"] and r["retired_by_run"] == stage.r2.run_id for r in old
+    )
+    assert stage.r2.retired_records == 7
+    with zipfile.ZipFile(stage.changed_zip) as zf:
+        new_crc = zf.getinfo(stage.changed_member).CRC
+    [now] = [
+        r
+        for r in live(recs).to_pylist()
+        if r["source_path"] == stage.changed_zip and r["source_member"] == stage.changed_member
+    ]
+    [before] = [r for r in old if r["source_member"] == stage.changed_member]
+    assert (
+        now["raw_crc32"] == new_crc != before["raw_crc32"]
+        and now["sop_instance_uid"] == before["sop_instance_uid"]
+    )
+    sources = [s for s in c.sources().to_pylist() if s["source_path"] == stage.changed_zip]
+    assert sorted((s["run_id"], s["superseded"]) for s in sources) == [
+        (stage.r1.run_id, True),
+        (stage.r2.run_id, False),
+    ]
+    # time travel: before build 2 nothing was retired
+    then = cat.open(stage.out, as_of=stage.r1.catalog_version).records()
+    assert then.num_rows == stage.members1 and not any(then.column("retired").to_pylist())
+    sql_live = cat.sql(
+        stage.out, "SELECT count(*) AS n FROM records WHERE NOT retired"
+    ).to_pylist()[0]["n"]
+    assert sql_live == live(recs).num_rows
+
+
+def test_duplicate_across_builds_is_an_error_row_not_a_record(stage: Stage) -> None:
+    c = cat.open(stage.out)
+    dups = [e for e in c.errors().to_pylist() if e["stage"] == "duplicate"]
+    assert [(d["source_path"], d["source_member"]) for d in dups] == [
+        (stage.new_zip, "dup/copy.dcm")
+    ]
+    assert stage.dup_source in dups[0]["error"] and "pack " in dups[0]["error"]
+    assert not [r for r in c.records().to_pylist() if r["source_member"] == "dup/copy.dcm"]
+    assert stage.r2.duplicates == 1
+    assert c.runs().to_pylist()[-1]["num_duplicates"] == 1
+
+
+def test_every_scanned_member_is_accounted_for(stage: Stage) -> None:
+    table = accounting(cat.open(stage.out))
+    assert len(table) == 5
+    for path, (accounted, members, expected) in table.items():
+        assert accounted == members == expected, path
+
+
+def test_as_of_version_and_time(stage: Stage) -> None:
+    v1, v2 = stage.r1.catalog_version, stage.r2.catalog_version
+    assert v1 is not None and v2 is not None and v2 > v1
+    by_time = cat.open(stage.out, as_of=stage.between)
+    assert by_time.version == v1 and by_time.committed_runs == {stage.r1.run_id}
+    assert cat.open(stage.out, as_of=0).records().num_rows == 0  # version 0: the empty catalog
+    n = cat.sql(stage.out, "SELECT count(*) AS n FROM sources", as_of=stage.between).to_pylist()[0][
+        "n"
+    ]
+    assert n == 3
+    with pytest.raises(CatalogError):
+        cat.open(stage.out, as_of=v2 + 100)
+
+
+def test_register_views_in_spark(stage: Stage, spark: Any) -> None:
+    frames = cat.register_views(spark, stage.out, prefix="iac_")
+    assert set(frames) == set(CONTRACT)
+    got = {
+        r["modality"]: r["n"]
+        for r in spark.sql(
+            "SELECT modality, count(*) AS n FROM iac_records WHERE NOT retired GROUP BY modality"
+        ).collect()
+    }
+    want = cat.sql(
+        stage.out, "SELECT modality, count(*) AS n FROM records WHERE NOT retired GROUP BY modality"
+    ).to_pylist()
+    assert got == {r["modality"]: r["n"] for r in want}
+    assert spark.sql("SELECT count(*) FROM iac_runs").collect()[0][0] == 2
+
+
+def test_verify_clean_then_flipped_byte_then_missing_pack(stage: Stage, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    shutil.copytree(stage.copy1, out)
+    report = cat.verify(out, decode=True)
+    assert report.ok, str(report)
+    assert report.packs_checked >= 1 and report.records_checked == stage.members1
+    pack = cat.open(out).packs().to_pylist()[0]
+    path = os.path.join(out, pack["path"])
+    reader = PackReader(path)
+    data_offset = int(reader.header["data_offset"])
+    row = 3
+    offset = int(reader.index_table.column("offset")[row].as_py())
+    reader.close()
+    with open(path, "r+b") as fh:
+        fh.seek(data_offset + offset + 7)
+        b = fh.read(1)
+        fh.seek(data_offset + offset + 7)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    report = cat.verify(out)
+    assert not report.ok and len(report.problems) == 1
+    [problem] = report.problems
+    assert pack["path"] in problem and f"row {row}:" in problem and "crc32" in problem
+    assert pack["path"] in str(report) and "PROBLEM" in str(report)
+    with pytest.raises(VerifyError):
+        report.raise_for_problems()
+    os.remove(path)
+    report = cat.verify(out)
+    assert any(pack["path"] in p and "missing" in p for p in report.problems)
+
+
+def test_vacuum_removes_orphans_and_stale_staging_only(stage: Stage, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    shutil.copytree(stage.copy1, out)
+    real = os.path.join(out, cat.open(out).packs().column("path")[0].as_py())
+    failed_run, running_run = new_run_id(), new_run_id()
+    cat.record_failed_run(out, failed_run, "t", started_at=datetime.now(timezone.utc))
+    orphan = os.path.join(os.path.dirname(real), f"{failed_run}-0000.iac")
+    young = os.path.join(os.path.dirname(real), f"{running_run}-0000.iac")  # still running
+    shutil.copy(real, orphan)
+    shutil.copy(real, young)
+    stale, running = Path(out, "_staging", "old-run"), Path(out, "_staging", running_run)
+    for d in (stale, running):
+        (d / "plan").mkdir(parents=True)
+        (d / "plan" / "task-00000.json").write_text("{}")
+    old = time.time() - 7200
+    for p in (stale / "plan" / "task-00000.json", stale / "plan", stale):
+        os.utime(p, (old, old))
+
+    dry = cat.vacuum(out, dry_run=True)
+    assert dry.orphan_packs == [orphan] and dry.stale_staging == [str(stale)]
+    assert sorted(dry.kept) == sorted([young, str(running)])
+    assert os.path.exists(orphan) and stale.exists()  # dry run deletes nothing
+    done = cat.vacuum(out)
+    assert done.removed == dry.removed
+    assert not os.path.exists(orphan) and not stale.exists()
+    assert os.path.exists(young) and running.exists() and os.path.exists(real)
+    assert cat.verify(out).ok
+    assert "orphan" in str(done)
+
+
+# --------------------------------------------------------------------------------------
+# commits without Spark: concurrency, crash safety, odd inputs
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_zips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("local")
+    corpus = generate_corpus(
+        root, CorpusSpec(patients=4, ct_slices=3, mr_slices=2, ct_size=64, mr_size=32, seed=5)
+    )
+    return list(corpus.zips)
+
+
+def _check_consistent(out: str, runs: int, *, unique_uids: bool = True) -> cat.Catalog:
+    c = cat.open(out)
+    assert len(c.committed_runs) == runs
+    run_rows = c.runs().to_pylist()
+    assert sum(r["num_records"] for r in run_rows) == c.records().num_rows
+    assert sum(r["num_packs"] for r in run_rows) == c.packs().num_rows
+    if unique_uids:
+        assert set(Counter(live(c.records()).column("sop_instance_uid").to_pylist()).values()) == {
+            1
+        }
+    assert cat.verify(out).ok
+    return c
+
+
+def test_concurrent_commits_from_threads(local_zips: list[Path], tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    builds = [local_build([str(z)], out) for z in local_zips]
+    barrier = threading.Barrier(len(builds))
+    results: list[Any] = [None] * len(builds)
+
+    def commit(i: int) -> None:
+        result, files = builds[i]
+        barrier.wait()  # all start on a catalog that does not exist yet: the tables' creation races too
+        try:
+            results[i] = cat.commit_build(out, result, files)
+        except Exception as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(len(builds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, cat.CommitResult) for r in results), results
+    assert sorted(r.version for r in results) == list(range(1, len(builds) + 1))
+    c = _check_consistent(out, len(builds))
+    assert c.records().num_rows == sum(b[0].num_records for b in builds)
+    assert c.sources().num_rows == len(builds)
+
+
+_COMMIT_SCRIPT = """
+import os, pickle, sys, time
+import iac_spark.catalog as cat
+result, files, retire = pickle.load(open(sys.argv[1], "rb"))
+open(sys.argv[1] + ".ready", "w").close()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.002)
+print(cat.commit_build(result.out, result, files, retire_paths=retire).version)
+"""
+
+
+def test_concurrent_commits_from_processes_with_a_retirement(
+    local_zips: list[Path], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    x, y = data / "x.zip", data / "y.zip"
+    shutil.copy(local_zips[0], x)
+    shutil.copy(local_zips[1], y)
+    out = str(tmp_path / "out")
+    first, files = local_build([str(x)], out)
+    cat.commit_build(out, first, files)
+    rewrite_with_changed_member(x)
+    plan = cat.plan_sources(out, discover([str(x), str(y)]))
+    assert [f.path for f in plan.changed] == [str(x)] and [f.path for f in plan.new] == [str(y)]
+    again = local_build([str(x)], out, known=cat.known_uids(out, exclude_paths=plan.retire_paths))
+    other = local_build([str(y)], out, known=cat.known_uids(out))
+    assert again[0].num_records == first.num_records and not again[0].duplicates
+    go = str(tmp_path / "go")
+    procs = []
+    for i, (payload, retire) in enumerate(((again, [str(x)]), (other, []))):
+        job = str(tmp_path / f"job{i}.pkl")
+        with open(job, "wb") as fh:
+            pickle.dump((payload[0], payload[1], retire), fh)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _COMMIT_SCRIPT, job, go],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    deadline = time.time() + 60
+    while (
+        not all(os.path.exists(str(tmp_path / f"job{i}.pkl.ready")) for i in range(2))
+        and time.time() < deadline
+    ):
+        time.sleep(0.01)
+    Path(go).touch()
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    c = _check_consistent(out, 3)
+    retired = c.records().filter(c.records().column("retired"))
+    assert retired.num_rows == first.num_records
+    assert set(retired.column("retired_by_run").to_pylist()) == {again[0].run_id}
+    assert c.records().num_rows == first.num_records + again[0].num_records + other[0].num_records
+
+
+def test_same_source_ingested_by_racing_builds_keeps_one_live_copy(
+    local_zips: list[Path], tmp_path: Path
+) -> None:
+    out = str(tmp_path / "out")
+    files = discover([str(local_zips[1])])
+    plan = cat.plan_sources(out, files)  # both builds plan before either commits
+    assert plan.new == files and plan.catalog_version is None
+    winner, _ = local_build([str(local_zips[1])], out)
+    late, _ = local_build([str(local_zips[1])], out)
+    cat.commit_build(out, winner, files, planned_version=-1)
+    commit = cat.commit_build(out, late, files, planned_version=-1)
+    assert commit.retired_records == winner.num_records and commit.superseded_sources == 1
+    c = _check_consistent(out, 2)
+    assert set(live(c.records()).column("run_id").to_pylist()) == {late.run_id}
+    assert [s["run_id"] for s in c.sources().to_pylist() if not s["superseded"]] == [late.run_id]
+
+
+def test_half_written_build_is_invisible_and_commit_is_retryable(
+    local_zips: list[Path], tmp_path: Path
+) -> None:
+    out = str(tmp_path / "out")
+    result, files = local_build([str(local_zips[2])], out)
+    store = DeltaRsStore(out)
+    store.ensure()
+    # a crash after the first appends: records and sources of the run exist, no runs row
+    rows = catalog_rows(result, files)
+    store.append("records", rows.records, run_id=result.run_id)
+    store.append("sources", rows.sources, run_id=result.run_id)
+    c = cat.open(out)
+    assert c.records().num_rows == 0 and c.sources().num_rows == 0 and c.version == 0
+    assert cat.sql(out, "SELECT count(*) AS n FROM records").to_pylist()[0]["n"] == 0
+    assert DeltaTable(store.location("records")).to_pyarrow_table().num_rows == result.num_records
+    assert cat.plan_sources(out, files).new == files  # an uncommitted source is still new
+    # committing the same run again replaces the leftovers instead of duplicating them
+    committed = cat.commit_build(out, result, files)
+    assert committed.version == 1
+    c = _check_consistent(out, 1)
+    assert c.records().num_rows == result.num_records and c.sources().num_rows == 1
+    with pytest.raises(CatalogError, match="already recorded"):
+        cat.commit_build(out, result, files)
+    assert cat.open(out).records().num_rows == result.num_records
+
+
+def test_odd_inputs_conflicts_and_failed_sources(
+    local_zips: list[Path], tmp_path: Path, testdata_dir: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    dcm = (testdata_dir / "CT_small.dcm").read_bytes()
+    altered = dcm[:-1] + bytes([dcm[-1] ^ 0x01])  # same SOPInstanceUID, different bytes: a conflict
+    write_zip(data / "a.zip", {"LICENSE.txt": b"CC0", "s/ct.dcm": dcm, "s/junk.dcm": b"\x00" * 300})
+    nested = data / "inner.zip"
+    write_zip(nested, {"deep/ct.dcm": altered, "README.md": b"# hi"})
+    write_zip(data / "b.zip", {"inner.zip": nested.read_bytes(), "notes.txt": b"x"})
+    nested.unlink()
+    shutil.copy(local_zips[3], data / "c.zip")
+    (data / "bare.dcm").write_bytes((testdata_dir / "MR_small.dcm").read_bytes())
+    (data / "broken.zip").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    out = str(tmp_path / "out")
+    result, files = local_build([str(data)], out)
+    commit = cat.commit_build(out, result, files)
+    assert commit.num_conflicts == 1 and commit.num_sources == 5
+    c = _check_consistent(out, 1, unique_uids=False)  # the conflicting instance is live twice
+    errs = c.errors().to_pylist()
+    conflicts = [e for e in errs if e["stage"] == "conflict"]
+    assert {(e["source_path"], e["source_member"]) for e in conflicts} == {
+        (str(data / "a.zip"), "s/ct.dcm"),
+        (str(data / "b.zip"), "inner.zip!deep/ct.dcm"),
+    }
+    assert all("a.zip" in e["error"] and "b.zip" in e["error"] for e in conflicts)
+    uid_rows = [
+        r
+        for r in c.records().to_pylist()
+        if r["source_member"] in ("s/ct.dcm", "inner.zip!deep/ct.dcm")
+    ]
+    assert len(uid_rows) == 2  # both conflicting copies are packed
+    sources = {s["source_path"]: s for s in c.sources().to_pylist()}
+    assert sources[str(data / "broken.zip")]["status"] == "failed"
+    a, b = sources[str(data / "a.zip")], sources[str(data / "b.zip")]
+    assert a["errors"] == 1 and a["skipped"] == 1
+    assert b["skipped"] == 1  # notes.txt; README.md inside the nested zip is not counted
+    for path, (accounted, members, expected) in accounting(c).items():
+        if path.endswith("b.zip"):
+            expected -= 1  # the nested-zip approximation: README.md inside inner.zip
+        if path.endswith("broken.zip"):
+            expected = 1  # one error row for the unreadable archive
+        assert accounted == members == expected, path
+    # a failed source is not retried unless asked (or until the file changes)
+    plan = cat.plan_sources(out, discover([str(data)]))
+    assert not plan.new and not plan.changed
+    retry = cat.plan_sources(out, discover([str(data)]), retry_failed=True)
+    assert [f.path for f in retry.changed] == [str(data / "broken.zip")]
+    assert cat.verify(out, decode=True).ok
+
+
+def test_spark_engine_is_refused_without_delta(
+    spark: Any, local_zips: list[Path], tmp_path: Path
+) -> None:
+    if cat.has_delta(spark):
+        pytest.skip("this session has Delta: the refusal path does not apply")
+    out = str(tmp_path / "out")
+    result, files = local_build([str(local_zips[0])], out)
+    with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
+        cat.commit_build(out, result, files, engine="spark", spark=spark)
+    with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
+        cat.commit_build(out, result, files, catalog_name="main.imaging.iac", spark=spark)
+    assert not DeltaRsStore(out).exists()  # nothing was written
+    cat.commit_build(out, result, files)
+    with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
+        cat.register_views(spark, out, engine="delta")
+
+
+def test_delta_spark_path(spark: Any, local_zips: list[Path], tmp_path: Path) -> None:
+    if not cat.has_delta(spark):
+        pytest.skip(
+            "Delta Lake jars are not available in this environment (no Maven access); the delta-spark "
+            "path runs where a Delta-enabled SparkSession exists"
+        )
+    out = str(tmp_path / "out")
+    first, files = local_build([str(local_zips[0])], out)
+    cat.commit_build(out, first, files, engine="spark", spark=spark)
+    other, other_files = local_build([str(local_zips[1])], out)
+    cat.commit_build(out, other, other_files, engine="spark", spark=spark)
+    c = _check_consistent(out, 2)  # delta-rs reads what Spark Delta wrote
+    assert c.records().num_rows == first.num_records + other.num_records
+    frames = cat.register_views(spark, out, engine="delta", prefix="d_")
+    assert frames["records"].count() == c.records().num_rows
+    assert spark.sql("SELECT count(*) FROM d_runs").collect()[0][0] == 2
