@@ -87,15 +87,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from . import catalog
     from .session import local_session
 
-    spark = local_session(args.master)
     kwargs: dict[str, Any] = {"zstd_level": args.zstd_level}
     if args.shard_target_bytes:
         kwargs["shard_target_bytes"] = args.shard_target_bytes
     if args.pack_target_bytes:
         kwargs["pack_target_bytes"] = args.pack_target_bytes
     result = catalog.build(
-        spark, args.sources, args.out, dataset=args.dataset, progress=_progress, **kwargs
-    )
+        lambda: local_session(args.master),  # started only if there is something to ingest
+        args.sources, args.out, dataset=args.dataset, progress=_progress, **kwargs,
+    )  # fmt: skip
     print(result.summary_table())
     return 0
 

@@ -90,7 +90,9 @@ class SparkProgress:
             moved = self.planned * done / total
             rate = moved / elapsed if elapsed > 0 else 0.0
             eta = (self.planned - moved) / rate if rate > 0 else None
-            line += f", {format_bytes(moved)} of {format_bytes(self.planned)}, {format_bytes(rate)}/s"
+            line += (
+                f", {format_bytes(moved)} of {format_bytes(self.planned)}, {format_bytes(rate)}/s"
+            )
             line += f", ETA {format_seconds(eta)}" if eta is not None else ""
         return line + f", {format_seconds(elapsed)} elapsed"
 
@@ -109,7 +111,10 @@ class SparkProgress:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -128,7 +128,7 @@ def _load_path(path: str) -> str:
 
 
 def build(
-    spark: SparkSession,
+    spark: SparkSession | Callable[[], SparkSession],
     sources: Sequence[str],
     out: str,
     *,
@@ -149,12 +149,18 @@ def build(
     reader), packs them with :func:`iac_spark.build_packs` (``build_kwargs``: e.g.
     ``pack_target_bytes``, ``zstd_level``, ``run_id``) and commits the run. A failed build or
     commit is recorded in ``runs`` with ``status='failed'`` (best effort) and re-raised.
+    ``spark`` may be a session or a zero-argument factory, called only when there is work
+    (so a rerun with nothing new never starts a JVM).
     """
     t0 = time.perf_counter()
     started_at = datetime.now(timezone.utc)
     say = progress or (lambda _msg: None)
     out = os.path.abspath(out)
-    store = catalog_store(out, spark=spark, engine=engine, catalog_name=catalog_name)
+    if callable(spark) and (engine != "delta-rs" or catalog_name is not None):
+        spark = spark()  # the Spark Delta store needs the session up front
+    store = catalog_store(
+        out, spark=None if callable(spark) else spark, engine=engine, catalog_name=catalog_name
+    )
     files = discover(list(sources), glob_filter=glob_filter)
     plan = plan_sources(out, files, retry_failed=retry_failed, store=store)
     say(
@@ -171,7 +177,8 @@ def build(
     try:
         from ..session import register
 
-        reader = register(spark).read.format("zipdcm")
+        session = spark() if callable(spark) else spark
+        reader = register(session).read.format("zipdcm")
         if scan_options:
             reader = reader.options(**dict(scan_options))
         df = reader.load([_load_path(f.path) for f in plan.to_ingest])
