@@ -205,7 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.add_argument(
-        "--as-of", type=int, default=None, help="catalog as of version N of the runs table (the catalog_version a build prints)"
+        "--as-of",
+        type=int,
+        default=None,
+        help="catalog as of version N of the runs table (the catalog_version a build prints)",
     )
     s.set_defaults(func=_cmd_sql)
 

@@ -57,7 +57,8 @@ def test_missing_java_is_one_sentence(
     assert message.startswith("Spark needs a Java runtime") and "\n" not in message
     from pyspark.sql import SparkSession
 
-    if SparkSession.getActiveSession() is None:  # the CLI path, when no session runs in this process
+    # the CLI path, when no session runs in this process
+    if SparkSession.getActiveSession() is None:
         assert main(["scan", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"iac-spark: {message}"
