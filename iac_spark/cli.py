@@ -70,7 +70,7 @@ def _emit(table: pa.Table, fmt: str) -> None:
         print(format_table(table))
     elif fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
+        writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(table.column_names)
         for row in table.to_pylist():
             writer.writerow(["" if v is None else v for v in row.values()])

@@ -62,3 +62,33 @@ def test_missing_java_is_one_sentence(
         assert main(["scan", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"iac-spark: {message}"
+
+
+@pytest.mark.spark
+def test_build_sql_verify_vacuum_end_to_end(spark, small_corpus, tmp_path: Path, capsys) -> None:
+    import json
+
+    out = str(tmp_path / "out")
+    src = str(small_corpus.root)
+    assert main(["build", src, "--out", out, "--dataset", "cli", "--master", "local[2]"]) == 0
+    first = capsys.readouterr()
+    assert f"records         {small_corpus.dicom_members}" in first.out
+    assert "scanned" in first.err  # progress lines go to stderr
+    assert main(["build", src, "--out", out, "--dataset", "cli"]) == 0
+    assert "packs           0 new" in capsys.readouterr().out  # the rerun adds nothing
+    assert main(["sql", out, "SELECT count(*) AS n FROM records", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": small_corpus.dicom_members}]
+    assert main(["sql", out, "SELECT pack_id FROM packs", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("pack_id\n")
+    assert main(["verify", out]) == 0
+    capsys.readouterr()
+    [pack] = list((tmp_path / "out" / "packs" / "cli").glob("*.iac"))
+    raw = bytearray(pack.read_bytes())
+    raw[-10] ^= 0xFF  # flip a byte in the last record's stored data
+    pack.write_bytes(bytes(raw))
+    assert main(["verify", out]) == 1
+    assert pack.name in capsys.readouterr().out
+    (tmp_path / "out" / "packs" / "cli" / "orphan.iac").write_bytes(b"x")
+    assert main(["vacuum", out, "--dry-run"]) == 0
+    assert "orphan.iac" in capsys.readouterr().out
+    assert (tmp_path / "out" / "packs" / "cli" / "orphan.iac").exists()
