@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +30,7 @@ from .shard import SegmentInfo
 
 __all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments"]
 
-DEFAULT_PACK_TARGET_BYTES = 512 * 1024**2
+DEFAULT_PACK_TARGET_BYTES = 256 * 1024**2
 _BIG_FRACTION = 0.5
 
 
@@ -104,6 +105,30 @@ def _info(pack_id: str, dataset: str, path: str, how: str) -> PackInfo:
     )  # fmt: skip
 
 
+def _copy_range(src_path: str, offset: int, length: int, out: BinaryIO) -> None:
+    """Append ``length`` bytes at ``offset`` of ``src_path`` to ``out`` (in-kernel where possible)."""
+    out.flush()
+    with open(src_path, "rb") as src:
+        done = 0
+        if hasattr(os, "copy_file_range"):
+            try:
+                while done < length:
+                    n = os.copy_file_range(src.fileno(), out.fileno(), length - done, offset + done)
+                    if n == 0:
+                        break
+                    done += n
+            except OSError:
+                out.seek(0, os.SEEK_END)  # fall back to a plain copy of what is left
+        src.seek(offset + done)
+        while done < length:
+            chunk = src.read(min(length - done, 8 * 1024**2))
+            if not chunk:
+                raise OSError(f"{src_path}: data segment shorter than its header says")
+            out.write(chunk)
+            done += len(chunk)
+    out.seek(0, os.SEEK_END)  # resync the buffered writer with the descriptor's offset
+
+
 def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
     tmp_data = os.path.join(tmp_dir, os.path.basename(final) + ".data")
     tables = []
@@ -118,15 +143,7 @@ def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
                 reader.close()
             if not header:
                 header = {k: h[k] for k in ("payload_type", "codec", "codec_params") if k in h}
-            with open(seg.path, "rb") as src:
-                src.seek(int(h["data_offset"]))
-                remaining = int(h["data_length"])
-                while remaining:
-                    chunk = src.read(min(remaining, 8 * 1024**2))
-                    if not chunk:
-                        raise OSError(f"{seg.path}: data segment shorter than its header says")
-                    out.write(chunk)
-                    remaining -= len(chunk)
+            _copy_range(seg.path, int(h["data_offset"]), int(h["data_length"]), out)
             offsets = pc.add(index.column("offset"), pa.scalar(base, pa.uint64()))
             tables.append(
                 index.set_column(index.schema.get_field_index("offset"), "offset", offsets)

@@ -36,7 +36,7 @@ from .plan import RecordRef
 
 __all__ = ["DEFAULT_SHARD_TARGET_BYTES", "SegmentInfo", "ShardWriter"]
 
-DEFAULT_SHARD_TARGET_BYTES = 512 * 1024**2
+DEFAULT_SHARD_TARGET_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
