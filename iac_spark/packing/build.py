@@ -143,12 +143,18 @@ def _runner(
     return run
 
 
-def _default_tasks(spark: SparkSession, raw_bytes: int, shard_target: int) -> int:
+#: Raw input bytes per pack task by default: enough for several full segments, small enough
+#: to balance and to retry cheaply.
+TASK_RAW_BYTES = 2 * 1024**3
+
+
+def _default_tasks(spark: SparkSession, raw_bytes: int) -> int:
+    """One task per core, or one per :data:`TASK_RAW_BYTES` of input when that is more."""
     try:
         parallelism = int(spark.sparkContext.defaultParallelism)
     except Exception:  # Spark Connect has no SparkContext
         parallelism = os.cpu_count() or 2
-    return max(parallelism, math.ceil(raw_bytes / shard_target))
+    return max(parallelism, math.ceil(raw_bytes / TASK_RAW_BYTES))
 
 
 def _check(name: str, value: int) -> int:
@@ -205,7 +211,7 @@ def build_packs(
             scan_rows = df.select(*PLAN_COLUMNS).toArrow().to_pylist()
         say(f"scanned {len(scan_rows)} members")
         raw_total = sum(r["size"] or 0 for r in scan_rows if r["error"] is None)
-        n = num_tasks or _default_tasks(spark, raw_total, shard_target_bytes)
+        n = num_tasks or _default_tasks(spark, raw_total)
         plan: BuildPlan = plan_build(scan_rows, num_tasks=n, known=known)
         os.makedirs(staging, exist_ok=True)
         for task_id, records in enumerate(plan.tasks):
