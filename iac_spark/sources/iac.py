@@ -25,13 +25,12 @@ from pyspark.sql.types import StructType
 
 from ..errors import InputNotFoundError, OptionError
 from ..inputs.discover import normalize_path
-from ..packing.layout import INDEX_SCHEMA
 from .options import parse_bool
 
 __all__ = ["IacDataSource", "IacOptions", "find_packs", "iac_arrow_schema"]
 
 _ROWS_PER_PARTITION = 20_000
-_BATCH_BYTES = 64 * 1024**2
+_BATCH_ROWS = 256
 
 
 def find_packs(paths: Sequence[str]) -> list[str]:
@@ -113,33 +112,22 @@ class IacReader(DataSourceReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, IacPartition)
+        index_names = [n for n in self.schema.names if n not in ("pack_path", "row", "content")]
         pk = VariableRecordPack(partition.pack)
         try:
-            index = pk.index_table.slice(partition.start, partition.stop - partition.start)
-            rows = list(range(partition.start, partition.stop))
-            step = 1024
-            for i in range(0, len(rows), step):
-                chunk = index.slice(i, step)
+            index = pk.index_table
+            for start in range(partition.start, partition.stop, _BATCH_ROWS):
+                rows = list(range(start, min(start + _BATCH_ROWS, partition.stop)))
+                chunk = index.slice(start, len(rows))
                 arrays = [
-                    chunk.column(f.name).cast(self.schema.field(f.name).type)
-                    for f in INDEX_SCHEMA
-                    if f.name in chunk.column_names
+                    chunk.column(n).cast(self.schema.field(n).type).combine_chunks()
+                    for n in index_names
                 ]
-                names = [f.name for f in INDEX_SCHEMA if f.name in chunk.column_names]
-                extra = [n for n in chunk.column_names if n not in names]
-                arrays += [chunk.column(n).cast(self.schema.field(n).type) for n in extra]
-                names += extra
-                arrays.append(pa.array([partition.pack] * chunk.num_rows, type=pa.string()))
-                arrays.append(pa.array(rows[i : i + step], type=pa.int64()))
-                names += ["pack_path", "row"]
+                arrays.append(pa.array([partition.pack] * len(rows), type=pa.string()))
+                arrays.append(pa.array(rows, type=pa.int64()))
                 if self.options.content:
-                    arrays.append(pa.array(pk.read_many(rows[i : i + step]), type=pa.binary()))
-                    names.append("content")
-                table = pa.Table.from_arrays(
-                    [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
-                    names=names,
-                )
-                yield from table.select(self.schema.names).to_batches()
+                    arrays.append(pa.array(pk.read_many(rows), type=pa.binary()))
+                yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         finally:
             pk.close()
 
