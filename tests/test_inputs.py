@@ -235,3 +235,16 @@ def test_options() -> None:
         with pytest.raises(OptionError, match=match):
             ZipDcmOptions.parse(bad)
     assert parse_bytes("x", "2g") == 2 * 1024**3
+
+
+def test_lenient_parse_warnings_are_silenced(testdata_dir: Path) -> None:
+    """pydicom warns on odd-but-readable files; a big scan must not flood the logs with that."""
+    import warnings
+
+    raw = (testdata_dir / "SC_rgb_jpeg.dcm").read_bytes()  # says explicit VR, is implicit
+    with pytest.warns(UserWarning, match="implicit VR"):
+        pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)  # pydicom alone warns
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = parse_header(io.BytesIO(raw).read, len(raw), "SC_rgb_jpeg.dcm")
+    assert h.has_pixel_data and caught == []

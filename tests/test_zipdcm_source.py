@@ -95,6 +95,11 @@ def test_options_and_bad_option(spark, mixed_dir: Path) -> None:
     }
     parts = spark.read.format("zipdcm").option("numPartitions", "3").load(str(mixed_dir))
     assert parts.rdd.getNumPartitions() == 3
+    small = spark.read.format("zipdcm").option("maxPartitionBytes", "64k").load(str(mixed_dir))
+    assert small.rdd.getNumPartitions() > 3  # every member weighs at least 64 KiB
+    assert sorted(map(tuple, small.select("path", "member").collect())) == sorted(
+        map(tuple, parts.select("path", "member").collect())
+    )
     with pytest.raises(Exception, match="option 'content' must be true or false"):
         spark.read.format("zipdcm").option("content", "sometimes").load(str(mixed_dir)).collect()
 

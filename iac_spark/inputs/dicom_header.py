@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -301,7 +302,23 @@ def parse_header(
     goes into every error message. Raises :class:`EmptyMemberError`,
     :class:`NotDicomError`, :class:`TruncatedMemberError` or :class:`DicomParseError`.
     Callers skip plainly non-DICOM members with :func:`is_plainly_not_dicom` first.
+    pydicom's warnings about lenient parsing (odd VRs, invalid values) are silenced: a
+    scan over 100,000 files must not flood executor logs; real problems are error rows.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse_header(fetch, size, where, head=head, cache=cache)
+
+
+def _parse_header(
+    fetch: Callable[[int], bytes],
+    size: int,
+    where: str,
+    *,
+    head: bytes = b"",
+    cache: JsonEncoderCache | None = None,
+) -> Header:
+    """:func:`parse_header` without the warning filter."""
     if size == 0:
         raise EmptyMemberError(f"{where}: zero-byte member")
     buf = head

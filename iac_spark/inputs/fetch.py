@@ -72,8 +72,18 @@ class MemberReader:
                 data, actual_crc = self._read_member(path, member, size, where)
         except MemberError:
             raise
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, RuntimeError) as exc:
-            raise CorruptZipError(f"{where}: cannot read member: {type(exc).__name__}: {exc}") from exc
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            KeyError,
+            ValueError,
+            RuntimeError,
+        ) as exc:
+            raise CorruptZipError(
+                f"{where}: cannot read member: {type(exc).__name__}: {exc}"
+            ) from exc
         if len(data) != size or actual_crc != crc32:
             raise CorruptZipError(
                 f"{where}: bytes changed since the scan (size {len(data)} vs {size}, "
