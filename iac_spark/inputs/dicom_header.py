@@ -20,11 +20,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -99,6 +101,9 @@ NON_DICOM_SUFFIXES = frozenset(
     ]
 )
 _NON_DICOM_NAMES = frozenset({"license", "readme", "thumbs.db", ".ds_store", "manifest"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _INITIAL_PREFIX = 32 * 1024
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -287,6 +292,20 @@ def _fast_read(buf: bytes) -> tuple[Dataset, str, int] | None:
     return ds, ts, fp.tell()
 
 
+def _quiet(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with pydicom's lenient-parse warnings silenced (a scan over 100,000 files
+    must not flood executor logs; real problems become error rows)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def parse_header(
     fetch: Callable[[int], bytes],
     size: int,
@@ -305,20 +324,6 @@ def parse_header(
     pydicom's warnings about lenient parsing (odd VRs, invalid values) are silenced: a
     scan over 100,000 files must not flood executor logs; real problems are error rows.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _parse_header(fetch, size, where, head=head, cache=cache)
-
-
-def _parse_header(
-    fetch: Callable[[int], bytes],
-    size: int,
-    where: str,
-    *,
-    head: bytes = b"",
-    cache: JsonEncoderCache | None = None,
-) -> Header:
-    """:func:`parse_header` without the warning filter."""
     if size == 0:
         raise EmptyMemberError(f"{where}: zero-byte member")
     buf = head
