@@ -246,28 +246,20 @@ class SparkDeltaStore:
             )
         return max(mine)
 
+    def _dml(self, what: str, stmt: str) -> int:
+        """Run one UPDATE/DELETE statement, retrying Delta write conflicts; rows affected."""
+        return _affected(
+            retrying(what, lambda: self.spark.sql(stmt), policy=self.retry, retry_if=_is_conflict)
+        )
+
     def update(self, name: TableName, *, predicate: str, updates: Mapping[str, str]) -> int:
         sets = ", ".join(f"`{k}` = {v}" for k, v in updates.items())
         stmt = f"UPDATE {self._ref(name)} SET {sets} WHERE {predicate}"
-        return _affected(
-            retrying(
-                f"update {self.location(name)}",
-                lambda: self.spark.sql(stmt),
-                policy=self.retry,
-                retry_if=_is_conflict,
-            )
-        )
+        return self._dml(f"update {self.location(name)}", stmt)
 
     def delete(self, name: TableName, *, predicate: str) -> int:
         stmt = f"DELETE FROM {self._ref(name)} WHERE {predicate}"
-        return _affected(
-            retrying(
-                f"delete from {self.location(name)}",
-                lambda: self.spark.sql(stmt),
-                policy=self.retry,
-                retry_if=_is_conflict,
-            )
-        )
+        return self._dml(f"delete from {self.location(name)}", stmt)
 
 
 def _affected(df: DataFrame) -> int:
