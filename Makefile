@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install the project with test + dev extras
 
 $(DEMO_DATA)/.generated: | $(STAMP)
-	$(PY) -m iac_spark.inputs.corpus $(DEMO_DATA) --patients 4 --ct-slices 30 --mr-slices 20 --ct-size 256 --mr-size 128 --seed 1
+	$(PY) -m iac_spark.testing.corpus $(DEMO_DATA) --patients 4 --ct-slices 30 --mr-slices 20 --ct-size 256 --mr-size 128 --seed 1
 	@touch $@
 
 demo: $(STAMP) $(DEMO_DATA)/.generated  ## generate a sample corpus, build packs on local Spark, query and verify

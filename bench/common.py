@@ -3,7 +3,7 @@
 Every script:
 
 * generates (once) a synthetic corpus under ``bench_out/`` keyed by its
-  :class:`~iac_spark.inputs.corpus.CorpusSpec` and reuses it afterwards;
+  :class:`~iac_spark.testing.corpus.CorpusSpec` and reuses it afterwards;
 * times each measured variant ``runs`` times, *interleaved* (ours, baseline, ours,
   baseline, ...) so that noise from other processes on the shared machine hits both
   sides alike, and reports the median (plus min/max);
@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+from iac_spark.testing.corpus import CorpusSpec, generate_corpus
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

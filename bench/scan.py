@@ -210,8 +210,8 @@ def profile_scan_unit(zip_path: str, top: int = 18) -> str:
 
 _CUMULATIVE = (
     ("scan_unit (everything)", "inputs/scan.py", "scan_unit"),
-    ("parse_header (pydicom read + JSON + columns)", "inputs/dicom_header.py", "parse_header"),
-    ("dataset_to_json (meta)", "inputs/dicom_json.py", "dataset_to_json"),
+    ("parse_header (pydicom read + JSON + columns)", "dicom/header.py", "parse_header"),
+    ("dataset_to_json (meta)", "dicom/dicom_json.py", "dataset_to_json"),
 )
 
 
@@ -223,8 +223,8 @@ def _group(filename: str, func: str) -> str:
         return "C builtins (bytes.decode, struct, BytesIO, ...)"
     for key, label in (
         ("/pydicom/", "pydicom (header parse, element access)"),
-        ("inputs/dicom_json.py", "iac_spark dicom_json (meta encoder)"),
-        ("inputs/dicom_header.py", "iac_spark dicom_header"),
+        ("dicom/dicom_json.py", "iac_spark dicom_json (meta encoder)"),
+        ("dicom/header.py", "iac_spark dicom_header"),
         ("inputs/scan.py", "iac_spark scan"),
         ("inputs/archives.py", "iac_spark archives"),
         ("zipfile", "zipfile (Python)"),

@@ -30,7 +30,7 @@ def spark() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> object:
     """3 patients, CT (64x64) + MR (32x32), one zip per patient with LICENSE.txt."""
-    from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+    from iac_spark.testing.corpus import CorpusSpec, generate_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     return generate_corpus(

@@ -36,7 +36,7 @@ from iac_spark.catalog.rows import catalog_rows
 from iac_spark.catalog.schema import SCHEMAS, TIMESTAMP
 from iac_spark.catalog.store import DeltaRsStore
 from iac_spark.errors import CatalogError, VerifyError
-from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+from iac_spark.testing.corpus import CorpusSpec, generate_corpus
 from iac_spark.inputs.discover import InputFile, discover
 from iac_spark.inputs.scan import COLUMNS, ScanUnit, scan_unit
 from iac_spark.packing.build import BuildResult, new_run_id

@@ -15,8 +15,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from iac_spark.inputs import corpus
-from iac_spark.inputs.corpus import (
+from iac_spark.testing import corpus
+from iac_spark.testing.corpus import (
     CorpusSpec,
     CorpusSummary,
     generate_corpus,

@@ -1,4 +1,4 @@
-"""Tests for iac_spark.inputs.dicom_json (fast DICOM JSON encoding). No Spark.
+"""Tests for iac_spark.dicom.dicom_json (fast DICOM JSON encoding). No Spark.
 
 The reference is pydicom's own ``DataElement.to_json_dict`` (element by
 element, so one element pydicom cannot encode does not hide the others),
@@ -27,8 +27,8 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from iac_spark.inputs import dicom_json
-from iac_spark.inputs.dicom_json import (
+from iac_spark.dicom import dicom_json
+from iac_spark.dicom.dicom_json import (
     JsonEncoderCache,
     dataset_to_json,
     default_cache,

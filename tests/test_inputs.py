@@ -14,7 +14,7 @@ import pytest
 
 from iac_spark.errors import InputNotFoundError, OptionError, TruncatedMemberError
 from iac_spark.inputs.archives import decode_member_name, is_unsafe_name, list_members
-from iac_spark.inputs.dicom_header import is_plainly_not_dicom, parse_header
+from iac_spark.dicom.header import is_plainly_not_dicom, parse_header
 from iac_spark.inputs.discover import discover
 from iac_spark.inputs.plan import plan_partitions
 from iac_spark.inputs.scan import COLUMNS, ScanStats, ScanUnit, scan_unit

@@ -144,7 +144,7 @@ def test_task_reports_unreadable_members(tmp_path: Path, testdata_dir: Path) -> 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path):
-    from iac_spark.inputs.corpus import CorpusSpec, generate_corpus
+    from iac_spark.testing.corpus import CorpusSpec, generate_corpus
 
     root = tmp_path_factory.mktemp("packcorpus")
     summary = generate_corpus(

@@ -31,8 +31,8 @@ from typing import IO, Any, Literal
 
 from ..errors import CorruptZipError, MemberError, error_text, location
 from .archives import MemberInfo, list_members, looks_like_zip_name, read_bounded
-from .dicom_header import Header, is_plainly_not_dicom, parse_header
-from .dicom_json import JsonEncoderCache
+from ..dicom.header import Header, is_plainly_not_dicom, parse_header
+from ..dicom.dicom_json import JsonEncoderCache
 
 __all__ = [
     "COLUMNS",

@@ -35,7 +35,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from ..inputs.dicom_json import JsonEncoderCache
+from ..dicom.dicom_json import JsonEncoderCache
 from ..inputs.discover import discover
 from ..inputs.plan import plan_partitions
 from ..inputs.scan import COLUMNS, ScanUnit, scan_unit

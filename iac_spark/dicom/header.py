@@ -34,7 +34,7 @@ from pydicom.filereader import _at_pixel_data, read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from ..errors import DicomParseError, EmptyMemberError, NotDicomError, TruncatedMemberError
-from .archives import suffix
+from ..inputs.archives import suffix
 from .dicom_json import JsonEncoderCache, dataset_to_json
 
 __all__ = [
