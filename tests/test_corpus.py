@@ -9,20 +9,15 @@ import zipfile
 import zlib
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
 import pytest
 
 from iac_spark.testing import corpus
-from iac_spark.testing.corpus import (
-    CorpusSpec,
-    CorpusSummary,
-    generate_corpus,
-    make_ct_slice,
-    make_mr_slice,
-)
+from iac_spark.testing.corpus import CorpusSpec, CorpusSummary, generate_corpus
+from iac_spark.testing.modality import CT, MR, make_ct_slice, make_mr_slice
 
 SMALL = CorpusSpec(
     patients=2,
@@ -232,12 +227,92 @@ def test_mr_slice_standalone() -> None:
 
 
 def test_fast_encoder_matches_pydicom_writer() -> None:
-    spec = CorpusSpec(patients=1, ct_slices=3, mr_slices=3, ct_size=32, mr_size=32)
-    for plan in corpus._plan(spec)[0][1]:
-        fast = corpus._series_renderer(plan, plan.series[0], spec.seed, spec)
-        ref = corpus._series_renderer(plan, plan.series[0], spec.seed, spec)
-        for i in (1, 2, 3):
-            assert fast.render(i) == ref.render_reference(i)
+    spec = CorpusSpec(
+        patients=1,
+        ct_series_per_patient=3,
+        ct_slices=3,
+        mr_series_per_patient=3,
+        mr_slices=3,
+        ct_size=32,
+        mr_size=32,
+    )
+    plans = corpus._plan(spec)[0][1]
+    assert [plan.modality for plan in plans] == [CT, MR]
+    for plan in plans:
+        for series in plan.series:  # every protocol (FLAIR adds InversionTime)
+            fast = corpus._renderer(plan, series, spec.seed)
+            ref = corpus._renderer(plan, series, spec.seed)
+            for i in (1, 2, 3):
+                assert fast.render(i) == ref.render_reference(i)
+
+
+# sha256 of the output of the generator before it was split into phantom / header / modality /
+# writer (issue 7): the refactor, and any later change, must keep these bytes.  ZIP_STORED keeps
+# the digests independent of the zlib build; they do depend on numpy's Generator streams and on
+# pydicom's encoder, so a dependency upgrade that moves them is a behaviour change to review.
+PINNED = CorpusSpec(
+    patients=2,
+    ct_series_per_patient=4,  # all three CT reconstructions, then cycling
+    ct_slices=3,
+    mr_series_per_patient=4,  # T1, T2, FLAIR, then cycling
+    mr_slices=3,
+    ct_size=40,
+    mr_size=24,
+    seed=11,
+    compression=zipfile.ZIP_STORED,
+)
+PINNED_DIGESTS = {
+    "patient": {
+        "PAT-0000.zip": "6665282fd550fd1d7fa2a2ede2fb7a2bc0b78d153c8cb9220d1ac17569371153",
+        "PAT-0001.zip": "7dcad6889f74b724fb2d14d82c4b18402666e3149779c346685ad65f1e7633ec",
+    },
+    "study": {
+        "PAT-0000_1.zip": "f4ecf77e2ae55c89554bb54d0448f3aac5ae2a190a10d5c40a08e22472532a3b",
+        "PAT-0000_2.zip": "3da80f329db4e51d7b4e0d74795b0776103398fad490f301fd84b08c636a2fdc",
+        "PAT-0001_1.zip": "fdb2f6fbf43d51f34cc79b46f5aae9b89548918f6eae784fc2d8f8925b87da5f",
+        "PAT-0001_2.zip": "c0ec589d772cb026a9b36821772e5fcfe59b898ed58d498a384635cf74015cf2",
+    },
+}
+
+
+@pytest.mark.parametrize("layout", ["patient", "study"])
+def test_pinned_corpus_digests(layout: Literal["patient", "study"], tmp_path: Path) -> None:
+    spec = dataclasses.replace(PINNED, zip_layout=layout)
+    assert _digests(generate_corpus(tmp_path, spec, workers=1)) == PINNED_DIGESTS[layout]
+
+
+def test_pinned_full_size_digest(tmp_path: Path) -> None:
+    spec = CorpusSpec(patients=1, ct_slices=2, mr_slices=2, compression=zipfile.ZIP_STORED)
+    assert _digests(generate_corpus(tmp_path, spec)) == {
+        "PAT-0000.zip": "48d34781ebddf8bf9513aa6a6ea81f00d44d2c17b8512a89e14a04d8035eb15a"
+    }
+
+
+def test_pinned_standalone_slice_digests() -> None:
+    ct = make_ct_slice(
+        patient_id="PAT-0003",
+        study_uid="1.2.3",
+        series_uid="1.2.3.4",
+        instance_number=7,
+        rng=np.random.default_rng(2),
+        size=40,
+        series_number=2,
+    )
+    mr = make_mr_slice(
+        patient_id="PAT-0003",
+        study_uid="1.2.3",
+        series_uid="1.2.3.5",
+        instance_number=2,
+        rng=np.random.default_rng(2),
+        size=24,
+        series_number=3,
+    )
+    assert hashlib.sha256(ct).hexdigest() == (
+        "a5809ca831c0913d55ebb43a32d7aa9937f11204a374d1a0ac3d53a774a56e7d"
+    )
+    assert hashlib.sha256(mr).hexdigest() == (
+        "ee07823cc21094288cdce6a019ff80de60e4f99849dafe92e4207185167a2811"
+    )
 
 
 def test_invalid_spec() -> None:
@@ -258,3 +333,29 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "dicom members      3" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PAT-0000_1.zip", "PAT-0000_2.zip"]
+
+
+def test_cli_module_help() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "iac_spark.testing.corpus", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--patients", "--ct-slices", "--mr-slices", "--layout", "--stored", "--workers"):
+        assert flag in proc.stdout
+
+
+def test_library_does_not_import_testing() -> None:
+    package = Path(corpus.__file__).parents[1]  # iac_spark/
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "testing" not in path.relative_to(package).parts[:1]
+        and "iac_spark.testing" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
