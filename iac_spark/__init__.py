@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(session, name)
     if name == "build_packs":
-        from .packing.build import build_packs
+        from .spark_executor import build_packs
 
         return build_packs
     raise AttributeError(f"module 'iac_spark' has no attribute {name!r}")

@@ -85,16 +85,20 @@ def _progress(line: str) -> None:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from . import catalog
+    from .packing.layout import RecordCodec
     from .session import local_session
 
-    kwargs: dict[str, Any] = {"zstd_level": args.zstd_level}
-    if args.shard_target_bytes:
-        kwargs["shard_target_bytes"] = args.shard_target_bytes
-    if args.pack_target_bytes:
-        kwargs["pack_target_bytes"] = args.pack_target_bytes
+    kwargs: dict[str, Any] = {
+        "codec": RecordCodec.create("zstd", level=args.zstd_level),
+        "shard_target_bytes": args.shard_target_bytes,
+        "pack_target_bytes": args.pack_target_bytes,
+        "num_tasks": args.num_tasks,
+    }
+    spark = None if args.executor == "local" else (lambda: local_session(args.master))
     result = catalog.build(
-        lambda: local_session(args.master),  # started only if there is something to ingest
-        args.sources, args.out, dataset=args.dataset, progress=_progress, **kwargs,
+        spark,  # a factory: Spark starts only if there is something to ingest
+        args.sources, args.out, dataset=args.dataset, executor=args.executor,
+        meta=args.meta, progress=_progress, **kwargs,
     )  # fmt: skip
     print(result.summary_table())
     return 0
@@ -194,10 +198,23 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("sources", nargs="+", help="zips, folders, globs or bare DICOM files")
     b.add_argument("--out", required=True, help="output root (packs + _catalog)")
     b.add_argument("--dataset", default="default", help="dataset name: OUT/packs/<dataset>/")
+    b.add_argument(
+        "--executor",
+        choices=("spark", "local"),
+        default="spark",
+        help="where tasks run: Spark (default) or this process (no JVM needed)",
+    )
     b.add_argument("--master", default="local[*]", help="Spark master for the local session")
+    b.add_argument(
+        "--no-meta",
+        dest="meta",
+        action="store_false",
+        help="leave the DICOM JSON header out of records.meta (faster scan)",
+    )
     b.add_argument("--zstd-level", type=int, default=3)
     b.add_argument("--shard-target-bytes", type=int, default=None)
     b.add_argument("--pack-target-bytes", type=int, default=None)
+    b.add_argument("--num-tasks", type=int, default=None, help="pack tasks (default: one per core)")
     b.set_defaults(func=_cmd_build)
 
     s = sub.add_parser("sql", help="run SQL over packs, records, sources, errors, runs")

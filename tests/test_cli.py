@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,8 +9,8 @@ import pytest
 from iatro.iac import VariableRecordPack
 
 from iac_spark.cli import format_table, main
+from iac_spark.packing.layout import DICOM_P10, RecordCodec
 from iac_spark.packing.merge import merge_segments
-from iac_spark.packing.plan import RecordRef
 from iac_spark.packing.shard import ShardWriter
 
 
@@ -26,11 +25,10 @@ def test_info_shows_header_and_tables(
     ct = (testdata_dir / "CT_small.dcm").read_bytes()
     stage = tmp_path / "_staging" / "r"
     stage.mkdir(parents=True)
-    w = ShardWriter(str(stage), task_id=0, attempt_id=0)
-    w.add(
-        RecordRef("/x.zip", "a.dcm", len(ct), zlib.crc32(ct), "1.2.3", "s", "st", "P", "CT", 1), ct
-    )
-    [pack] = merge_segments(w.close(), str(tmp_path), "d", "r")
+    w = ShardWriter(str(stage), layout=DICOM_P10, codec=RecordCodec.create("zstd"), task_id=0,
+                    attempt_id=0)  # fmt: skip
+    w.add(("1.2.3", "s", "st", "P", "CT", 1, len(ct), "/x.zip", "a.dcm"), ct)
+    [pack] = merge_segments(w.close(), str(tmp_path), "d", "r", layout=DICOM_P10)
     assert main(["info", pack.path]) == 0
     out = capsys.readouterr().out
     assert '"payload_type": "dicom_p10"' in out and "records    1" in out and "1.2.3" in out
@@ -92,3 +90,27 @@ def test_build_sql_verify_vacuum_end_to_end(spark, small_corpus, tmp_path: Path,
     assert main(["vacuum", out, "--dry-run"]) == 0
     assert "orphan.iac" in capsys.readouterr().out
     assert (tmp_path / "out" / "packs" / "cli" / "orphan.iac").exists()
+
+
+def test_build_with_the_local_executor_needs_no_java(small_corpus, tmp_path: Path, capsys) -> None:
+    """``--executor local`` runs scan, plan, tasks, merge and commit in this process."""
+    import subprocess
+    import sys
+
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "java").write_text("#!/bin/sh\necho 'no java here' >&2\nexit 1\n")
+    (stub / "java").chmod(0o755)
+    env = {
+        k: v for k, v in __import__("os").environ.items() if k not in ("JAVA_HOME", "SPARK_HOME")
+    }
+    env["PATH"] = f"{stub}:{env['PATH']}"
+    out = str(tmp_path / "out")
+    done = subprocess.run(
+        [sys.executable, "-m", "iac_spark.cli", "build", str(small_corpus.root), "--out", out,
+         "--executor", "local"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"records         {small_corpus.dicom_members}" in done.stdout
+    assert main(["verify", out, "--decode"]) == 0

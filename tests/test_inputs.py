@@ -12,17 +12,24 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from iac_spark.dicom.header import is_plainly_not_dicom, parse_header
+from iac_spark.dicom.rows import DicomParser
 from iac_spark.errors import InputNotFoundError, OptionError, TruncatedMemberError
 from iac_spark.inputs.archives import decode_member_name, is_unsafe_name, list_members
-from iac_spark.dicom.header import is_plainly_not_dicom, parse_header
 from iac_spark.inputs.discover import discover
-from iac_spark.inputs.plan import plan_partitions
-from iac_spark.inputs.scan import COLUMNS, ScanStats, ScanUnit, scan_unit
+from iac_spark.inputs.plan import ScanUnit, plan_partitions
+from iac_spark.inputs.scan import ScanStats, scan_columns, scan_unit
+from iac_spark.inputs.survey import survey
 from iac_spark.sources.options import ZipDcmOptions, parse_bytes
 
 from .helpers import write_zip
 
-COL = {c: i for i, c in enumerate(COLUMNS)}
+COL = {c: i for i, c in enumerate(scan_columns(DicomParser()))}
+
+
+def scan(unit: ScanUnit, **kw: object) -> list[tuple]:
+    """The zipdcm rows of one unit (DICOM parser, meta on)."""
+    return list(scan_unit(unit, DicomParser(), **kw))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,7 @@ def test_duplicate_member_names_stay_unique(tmp_path: Path, ct_bytes: bytes) -> 
     with zipfile.ZipFile(z, "w") as zf, pytest.warns(UserWarning):
         zf.writestr("a.dcm", ct_bytes)
         zf.writestr("a.dcm", ct_bytes)
-    rows = list(scan_unit(ScanUnit(str(z), "zip")))
+    rows = scan(ScanUnit(str(z), "zip"))
     assert [r[COL["member"]] for r in rows] == ["a.dcm", "a.dcm#2"]
 
 
@@ -83,7 +90,9 @@ def test_unsafe_names() -> None:
 
 def test_scan_messy_zip_accounts_for_every_member(messy_zip: Path, ct_bytes: bytes) -> None:
     stats = ScanStats()
-    rows = list(scan_unit(ScanUnit(str(messy_zip), "zip"), stats=stats))
+    rows = scan(ScanUnit(str(messy_zip), "zip"), stats=stats, include_skipped=True)
+    skipped = [r[COL["member"]] for r in rows if r[COL["status"]] == "skipped"]
+    rows = [r for r in rows if r[COL["status"]] != "skipped"]
     by = {r[COL["member"]]: r for r in rows}
     ok = {m for m, r in by.items() if r[COL["error"]] is None}
     assert ok == {
@@ -101,17 +110,19 @@ def test_scan_messy_zip_accounts_for_every_member(messy_zip: Path, ct_bytes: byt
     for m, r in by.items():
         if r[COL["error"]] is not None:
             assert f"{messy_zip}!{m}" in r[COL["error"]]  # names file and member
-    assert stats.skipped_names == ["LICENSE.txt", "__MACOSX/s/._ct.dcm"]
+    assert sorted(skipped) == ["LICENSE.txt", "__MACOSX/s/._ct.dcm"]
+    assert all(r[COL["status"]] == ("ok" if r[COL["error"]] is None else "error") for r in rows)
     # nothing lost: 12 entries, the nested zip counts as its one member
-    assert stats.members == 12 and stats.parsed + stats.errors + stats.skipped == stats.members
-    assert len(rows) == stats.parsed + stats.errors
+    c = stats.counts[str(messy_zip)]
+    assert c.members == 12 and c.ok + c.errors + c.skipped == c.members and c.skipped == 2
+    assert len(rows) == c.ok + c.errors
     # crc32 from the directory matches the bytes
     assert by["s/ct.dcm"][COL["crc32"]] == zlib.crc32(ct_bytes)
     assert by["s/nopreamble"][COL["crc32"]] == zlib.crc32(ct_bytes[132:])
 
 
 def test_scan_content_and_metadata(messy_zip: Path, ct_bytes: bytes) -> None:
-    rows = list(scan_unit(ScanUnit(str(messy_zip), "zip"), content=True))
+    rows = scan(ScanUnit(str(messy_zip), "zip"), content=True)
     by = {r[COL["member"]]: r for r in rows}
     r = by["nested.zip!deep/one.dcm"]
     assert (
@@ -131,16 +142,16 @@ def test_scan_content_and_metadata(messy_zip: Path, ct_bytes: bytes) -> None:
 def test_modes(messy_zip: Path) -> None:
     unit = ScanUnit(str(messy_zip), "zip")
     stats = ScanStats()
-    dropped = list(scan_unit(unit, mode="DROPMALFORMED", stats=stats))
-    assert all(r[COL["error"]] is None for r in dropped) and stats.errors == 4
+    dropped = scan(unit, mode="DROPMALFORMED", stats=stats)
+    assert all(r[COL["error"]] is None for r in dropped) and stats.total.errors == 4
     with pytest.raises(TruncatedMemberError, match=r"messy\.zip!s/truncated_pixels\.dcm"):
-        list(scan_unit(unit, mode="FAILFAST"))
+        scan(unit, mode="FAILFAST")
 
 
 def test_corrupt_zip_gives_one_error_row(tmp_path: Path, ct_bytes: bytes) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
-    rows = list(scan_unit(ScanUnit(str(bad), "zip")))
+    rows = scan(ScanUnit(str(bad), "zip"))
     assert len(rows) == 1 and rows[0][COL["error"]].startswith("CorruptZipError: ")
     assert str(bad) in rows[0][COL["error"]]
     # a member whose compressed bytes are damaged
@@ -148,7 +159,7 @@ def test_corrupt_zip_gives_one_error_row(tmp_path: Path, ct_bytes: bytes) -> Non
     raw = bytearray(good.read_bytes())
     raw[200] ^= 0xFF
     good.write_bytes(bytes(raw))
-    rows = list(scan_unit(ScanUnit(str(good), "zip"), content=True))
+    rows = scan(ScanUnit(str(good), "zip"), content=True)
     assert len(rows) == 1 and rows[0][COL["error"]] is not None
 
 
@@ -157,13 +168,10 @@ def test_every_pydicom_test_file_ends_somewhere(testdata_dir: Path) -> None:
     parsed = errors = skipped = 0
     for p in files:
         stats = ScanStats()
-        rows = list(scan_unit(ScanUnit(str(p), "file"), stats=stats))
-        assert stats.members == 1 and len(rows) == stats.parsed + stats.errors
-        parsed, errors, skipped = (
-            parsed + stats.parsed,
-            errors + stats.errors,
-            skipped + stats.skipped,
-        )
+        rows = scan(ScanUnit(str(p), "file"), stats=stats)
+        c = stats.total
+        assert c.members == 1 and len(rows) == c.ok + c.errors
+        parsed, errors, skipped = parsed + c.ok, errors + c.errors, skipped + c.skipped
         for r in rows:
             if r[COL["error"]] is None:
                 json.loads(r[COL["meta"]])
@@ -206,7 +214,7 @@ def test_discover(tmp_path: Path, ct_bytes: bytes) -> None:
 def test_plan_splits_big_zip_by_member_ranges(tmp_path: Path, ct_bytes: bytes) -> None:
     z = write_zip(tmp_path / "big.zip", {f"{i:03d}.dcm": ct_bytes for i in range(40)})
     (tmp_path / "one.dcm").write_bytes(ct_bytes)
-    parts = plan_partitions(discover([str(tmp_path)]), num_partitions=4)
+    parts = plan_partitions(survey(discover([str(tmp_path)])), num_partitions=4)
     assert len(parts) == 4
     units = [u for p in parts for u in p]
     ranges = [(u.start, u.stop) for u in units if u.path == str(z)]
@@ -214,7 +222,7 @@ def test_plan_splits_big_zip_by_member_ranges(tmp_path: Path, ct_bytes: bytes) -
     assert all(
         a[1] == b[0] for a, b in itertools.pairwise(ranges)
     )  # contiguous, no gap, no overlap
-    rows = [r for u in units for r in scan_unit(u)]
+    rows = [r for u in units for r in scan(u)]
     assert len(rows) == 41 and len({(r[0], r[1]) for r in rows}) == 41
 
 
@@ -248,3 +256,48 @@ def test_lenient_parse_warnings_are_silenced(testdata_dir: Path) -> None:
         warnings.simplefilter("always")
         h = parse_header(io.BytesIO(raw).read, len(raw), "SC_rgb_jpeg.dcm")
     assert h.has_pixel_data and caught == []
+
+
+def test_skipped_members_inside_nested_zips_are_counted(tmp_path: Path, ct_bytes: bytes) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("IM1.dcm", ct_bytes)
+        zf.writestr("README.txt", b"readme")
+        zf.writestr("notes.txt", b"notes")
+    z = write_zip(tmp_path / "n.zip", {"LICENSE.txt": b"CC", "inner/series.zip": inner.getvalue()})
+    stats = ScanStats()
+    rows = scan(ScanUnit(str(z), "zip"), stats=stats, include_skipped=True)
+    assert sorted((r[COL["member"]], r[COL["status"]]) for r in rows) == [
+        ("LICENSE.txt", "skipped"),
+        ("inner/series.zip!IM1.dcm", "ok"),
+        ("inner/series.zip!README.txt", "skipped"),
+        ("inner/series.zip!notes.txt", "skipped"),
+    ]
+    c = stats.counts[str(z)]
+    assert (c.members, c.ok, c.errors, c.skipped) == (4, 1, 0, 3)
+    assert all(r[COL["error"]] is None for r in rows)
+
+
+def test_meta_off_skips_the_json_but_keeps_the_uids(messy_zip: Path) -> None:
+    unit = ScanUnit(str(messy_zip), "zip")
+    on = {r[COL["member"]]: r for r in scan(unit)}
+    off = {r[COL["member"]]: r for r in scan_unit(unit, DicomParser(meta=False))}
+    assert set(on) == set(off)
+    for m, r in off.items():
+        assert r[COL["meta"]] is None
+        assert r[: COL["meta"]] == on[m][: COL["meta"]] and r[COL["status"]] == on[m][COL["status"]]
+
+
+def test_survey_reads_each_directory_once_and_fingerprints_change(
+    tmp_path: Path, ct_bytes: bytes
+) -> None:
+    z = write_zip(tmp_path / "a.zip", {"x.dcm": ct_bytes, "y.dcm": ct_bytes})
+    [s] = survey(discover([str(z)]))
+    assert s.num_members == 2 and s.weights is not None
+    write_zip(z, {"x.dcm": ct_bytes, "y.dcm": ct_bytes[:-1]})
+    [s2] = survey(discover([str(z)]))
+    assert s2.fingerprint != s.fingerprint
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 cut short")
+    [s3] = survey(discover([str(bad)]))
+    assert s3.weights is None and len(s3.fingerprint) == 64

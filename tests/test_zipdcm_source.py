@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from iac_spark.inputs.scan import COLUMNS
+from iac_spark.sources.zipdcm import arrow_schema
 
 from .helpers import write_zip
+
+COLUMNS = tuple(arrow_schema().names)
 
 pytestmark = pytest.mark.spark
 
@@ -46,6 +48,7 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory, testdata_dir: Path) -> P
 def test_contract_columns(spark, mixed_dir: Path) -> None:
     df = spark.read.format("zipdcm").load(str(mixed_dir))
     assert tuple(df.columns) == COLUMNS
+    assert COLUMNS[-2:] == ("status", "error") and COLUMNS[-3] == "meta"
     types = dict(df.dtypes)
     assert types["size"] == types["crc32"] == "bigint" and types["rows"] == "int"
     assert types["has_pixel_data"] == "boolean" and types["meta"] == "string"
@@ -111,3 +114,27 @@ def test_generated_corpus_scan(spark, small_corpus) -> None:
     counts = {r.modality: r["count"] for r in df.groupBy("modality").count().collect()}
     assert set(counts) == {"CT", "MR"}
     assert df.select("sop_instance_uid").distinct().count() == small_corpus.dicom_members
+
+
+def test_status_include_skipped_and_meta_off(spark, mixed_dir: Path) -> None:
+    default = {
+        (r.path, r.member): r for r in spark.read.format("zipdcm").load(str(mixed_dir)).collect()
+    }
+    assert {r.status for r in default.values()} == {"ok", "error"}
+    assert all((r.status == "ok") == (r.error is None) for r in default.values())
+    full = (
+        spark.read.format("zipdcm").option("includeSkipped", "true").load(str(mixed_dir)).collect()
+    )
+    skipped = [(Path(r.path).name, r.member) for r in full if r.status == "skipped"]
+    assert skipped == [("a.zip", "LICENSE.txt")]
+    assert all(
+        r.error is None and r.sop_instance_uid is None for r in full if r.status == "skipped"
+    )
+    assert len(full) == len(default) + 1
+    lean = {
+        (r.path, r.member): r
+        for r in spark.read.format("zipdcm").option("meta", "false").load(str(mixed_dir)).collect()
+    }
+    assert set(lean) == set(default)
+    for k, r in lean.items():
+        assert r.meta is None and r.sop_instance_uid == default[k].sop_instance_uid

@@ -1,8 +1,9 @@
 """The Delta catalog of published packs: tables, incremental builds, SQL, verify and vacuum.
 
 Tables under ``OUT/_catalog/<table>`` (delta-rs by default; Spark Delta or Unity Catalog
-when the session has Delta): ``packs``, ``records``, ``sources``, ``errors`` and ``runs``,
-the commit point. Readers only ever see committed runs.
+when the session has Delta): ``packs``, ``records``, ``documents``, ``sources``, ``errors`` and
+``runs``, the commit point. Readers only ever see committed runs (the view rule lives once, in
+:mod:`.views`), plus the derived views ``series`` and ``studies``.
 
 Example:
     >>> import iac_spark, iac_spark.catalog as cat
@@ -16,8 +17,8 @@ Example:
     >>> cat.verify("demo_out").ok                                            # doctest: +SKIP
     True
 
-Module map (one job each): :mod:`.schema` (Arrow schemas), :mod:`.fingerprint`,
-:mod:`.store` (delta-rs I/O with retries), :mod:`.snapshot` (the committed view),
+Module map (one job each): :mod:`.schema` (Arrow schemas), :mod:`.views` (the committed
+view SQL), :mod:`.store` (delta-rs I/O with retries), :mod:`.snapshot` (reads through the views),
 :mod:`.rows` (BuildResult → rows), :mod:`.commit`, :mod:`.incremental`, :mod:`.ingest`
 (``build``), :mod:`.api` (``open``, ``sql``, ``register_views``), :mod:`.checks`
 (``verify``), :mod:`.cleanup` (``vacuum``), :mod:`.spark_delta`.
@@ -29,8 +30,7 @@ from .api import Catalog, open, register_views, sql
 from .checks import VerifyReport, verify
 from .cleanup import VacuumReport, vacuum
 from .commit import CommitResult, commit_build, record_failed_run
-from .fingerprint import fingerprint
-from .incremental import SourcePlan, known_uids, plan_sources
+from .incremental import SourcePlan, known_items, plan_sources
 from .ingest import CatalogBuildResult, build
 from .schema import SCHEMAS, TABLES
 from .snapshot import Snapshot
@@ -55,9 +55,8 @@ __all__ = [
     "build",
     "catalog_store",
     "commit_build",
-    "fingerprint",
     "has_delta",
-    "known_uids",
+    "known_items",
     "open",
     "plan_sources",
     "record_failed_run",

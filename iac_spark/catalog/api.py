@@ -5,10 +5,9 @@ effective ``retired`` / ``superseded`` flags, and optionally ``as_of`` a catalog
 version (``int``: a ``runs`` table version, as returned in ``catalog_version`` by
 :func:`iac_spark.catalog.build`) or a time (``datetime`` / ISO-8601 string).
 
-:func:`sql` registers the raw Delta tables in a ``deltalake.QueryBuilder`` under hidden
-names (``_iac_raw_<table>``; QueryBuilder only accepts ``DeltaTable``\\ s) and exposes
-``packs``, ``records``, ``sources``, ``errors``, ``runs`` as DataFusion views filtered to
-the committed runs, so a query never sees half a build.
+:func:`sql` runs DataFusion SQL over the committed views (:mod:`.views`): ``packs``,
+``records``, ``documents``, ``sources``, ``errors``, ``runs``, and the derived ``series`` and
+``studies``, so a query never sees half a build.
 
 Example:
     >>> import iac_spark.catalog as cat
@@ -26,22 +25,19 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-from deltalake import QueryBuilder
 
 from ..errors import CatalogError
 from .rows import pack_abspath
 from .schema import SCHEMAS, TABLES, TableName
-from .snapshot import COMMITTED, RETIRE_COLUMNS, Snapshot
-from .store import AsOf, CatalogStore, DeltaRsStore, sql_list
+from .snapshot import Snapshot
+from .store import AsOf, CatalogStore, DeltaRsStore
+from .views import VIEWS
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["RAW_PREFIX", "Catalog", "open", "register_views", "sql"]
-
-#: QueryBuilder name prefix of the unfiltered Delta tables behind the views.
-RAW_PREFIX = "_iac_raw_"
+__all__ = ["Catalog", "open", "register_views", "sql"]
 
 
 class Catalog:
@@ -104,12 +100,8 @@ class Catalog:
         return pack_abspath(self.out, path)
 
     def sql(self, query: str) -> pa.Table:
-        """Run DataFusion SQL over this view's tables (see :func:`sql`)."""
-        if not isinstance(self.store, DeltaRsStore):
-            raise CatalogError(
-                "Catalog.sql needs the delta-rs engine; with Spark use register_views + spark.sql"
-            )
-        return _run_sql(self.store, self.snapshot, query)
+        """Run SQL over this view's tables (DataFusion, or Spark SQL for a Spark Delta store)."""
+        return self.snapshot.sql(query)
 
 
 def open(out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> Catalog:
@@ -122,53 +114,6 @@ def open(out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> 
     return Catalog(out, as_of=as_of, store=store)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def view_sql(name: TableName, committed: frozenset[str]) -> str:
-    """The ``CREATE VIEW`` statement exposing the committed rows of ``name`` (DataFusion SQL).
-
-    >>> print(view_sql("runs", frozenset()))
-    CREATE VIEW runs AS SELECT "run_id", "dataset", "started_at", "committed_at", "num_packs", "num_records", "num_errors", "num_duplicates", "num_conflicts", "status" FROM _iac_raw_runs WHERE status = 'committed'
-    """
-    in_list = sql_list(committed) if committed else None
-    where = (
-        f"status = '{COMMITTED}'"
-        if name == "runs"
-        else (f"run_id IN {in_list}" if in_list else "false")
-    )
-    flags = RETIRE_COLUMNS.get(name)
-    cols = []
-    for f in SCHEMAS[name]:
-        if flags is not None and f.name in flags:
-            flag, by = flags
-            eff = (
-                f"COALESCE({_ident(flag)} AND {_ident(by)} IN {in_list}, false)"
-                if in_list
-                else "false"
-            )
-            expr = eff if f.name == flag else f"CASE WHEN {eff} THEN {_ident(by)} END"
-            cols.append(f"{expr} AS {_ident(f.name)}")
-        else:
-            cols.append(_ident(f.name))
-    return f"CREATE VIEW {name} AS SELECT {', '.join(cols)} FROM {RAW_PREFIX}{name} WHERE {where}"
-
-
-def _run_sql(store: DeltaRsStore, snap: Snapshot, query: str) -> pa.Table:
-    qb = QueryBuilder()
-    for name in TABLES:
-        qb.register(
-            f"{RAW_PREFIX}{name}", store.delta_table(name, snap.version if name == "runs" else None)
-        )
-    for name in TABLES:
-        qb.execute(view_sql(name, snap.committed)).read_all()
-    try:
-        return pa.table(qb.execute(query).read_all())
-    except Exception as exc:
-        raise CatalogError(f"SQL failed on the catalog of {store.out}: {exc}") from exc
-
-
 def sql(out: str, query: str, *, as_of: AsOf = None) -> pa.Table:
     """Run ``query`` (DataFusion SQL) over ``packs``, ``records``, ``sources``, ``errors``, ``runs``.
 
@@ -176,8 +121,7 @@ def sql(out: str, query: str, *, as_of: AsOf = None) -> pa.Table:
     come back as DataFusion produces them (strings may be ``string_view``). Raises
     :class:`CatalogError` with DataFusion's message if the query fails.
     """
-    store = DeltaRsStore(out)
-    return _run_sql(store, Snapshot.load(store, as_of), query)
+    return Snapshot.load(DeltaRsStore(out), as_of).sql(query)
 
 
 def register_views(
@@ -185,39 +129,39 @@ def register_views(
     out: str,
     *,
     as_of: AsOf = None,
-    engine: Literal["auto", "arrow", "delta"] = "auto",
+    engine: Literal["auto", "delta-rs", "spark"] = "auto",
     catalog_name: str | None = None,
     prefix: str = "",
 ) -> dict[str, DataFrame]:
-    """Register Spark temp views ``<prefix>packs`` … ``<prefix>runs`` of the committed catalog.
+    """Register Spark temp views ``<prefix>packs`` … ``<prefix>runs``, ``series``, ``studies``.
 
-    ``engine="delta"`` reads the tables with Spark Delta (lazy, scales; needs
-    :func:`~iac_spark.catalog.has_delta`; required for Unity Catalog ``catalog_name``);
-    ``"arrow"`` reads them with delta-rs and hands Arrow tables to
-    ``spark.createDataFrame`` (no jars needed; the tables must fit the driver);
-    ``"auto"`` picks ``delta`` when the session has Delta. Returns the DataFrames by name.
+    ``engine="spark"`` reads the tables with Spark Delta (lazy, scales; needs
+    :func:`~iac_spark.catalog.has_delta`; implied by a Unity Catalog ``catalog_name``): the
+    views are the committed-view SQL itself. ``"delta-rs"`` reads them with delta-rs and hands
+    Arrow tables to ``spark.createDataFrame`` (no jars needed; the tables must fit the driver).
+    ``"auto"`` picks ``spark`` when the session has Delta. Returns the DataFrames by name.
 
     Example:
         >>> register_views(spark, "demo_out")                                   # doctest: +SKIP
         >>> spark.sql("SELECT modality, count(*) FROM records GROUP BY modality").show()  # doctest: +SKIP
     """
-    from .spark_delta import SparkDeltaStore, delta_frames, has_delta
+    from .spark_delta import SparkDeltaStore, has_delta
 
-    use_delta = (
-        engine == "delta" or (engine == "auto" and has_delta(spark)) or catalog_name is not None
+    use_spark = (
+        engine == "spark" or (engine == "auto" and has_delta(spark)) or catalog_name is not None
     )
-    frames: dict[str, Any]
-    if use_delta:
+    if use_spark:
         if not has_delta(spark):
             raise CatalogError(
-                "register_views(engine='delta' or catalog_name=...) needs a Delta-enabled SparkSession; "
-                "use engine='arrow' (delta-rs) instead"
+                "register_views(engine='spark' or catalog_name=...) needs a Delta-enabled "
+                "SparkSession; use engine='delta-rs' instead"
             )
-        store = SparkDeltaStore(spark, out, catalog_name=catalog_name)
-        frames = delta_frames(store, Snapshot.load(store, as_of))
-    else:
-        snap = Snapshot.load(DeltaRsStore(out), as_of)
-        frames = {name: spark.createDataFrame(snap.table(name)) for name in TABLES}
-    for name, df in frames.items():
-        df.createOrReplaceTempView(f"{prefix}{name}")
+        store = SparkDeltaStore(spark, out, catalog_name=catalog_name, view_prefix=prefix)
+        Snapshot.load(store, as_of).session  # noqa: B018 - creates the temp views
+        return {name: spark.table(f"{prefix}{name}") for name in VIEWS}
+    snap = Snapshot.load(DeltaRsStore(out), as_of)
+    frames: dict[str, Any] = {}
+    for name in VIEWS:
+        frames[name] = spark.createDataFrame(snap.sql(f"SELECT * FROM {name}"))
+        frames[name].createOrReplaceTempView(f"{prefix}{name}")
     return frames

@@ -32,27 +32,30 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..errors import CatalogError
-from ..inputs.discover import InputFile
+from ..errors import CatalogError, location
+from ..inputs.survey import Source
 from ..packing.build import BuildResult
-from .rows import DUPLICATE, CatalogRows, catalog_rows
+from .rows import CatalogRows, catalog_rows
 from .schema import TableName, to_table
-from .snapshot import COMMITTED, FAILED, RETIRE_COLUMNS, Snapshot
+from .snapshot import Snapshot
 from .spark_delta import catalog_store
 from .store import CatalogStore, DeltaRsStore, sql_list, sql_str
+from .views import COMMITTED, FAILED, RETIRE_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = ["CommitResult", "commit_build", "record_failed_run", "retire_sources"]
+
+#: Tables whose rows carry a source path and are retired when their source is re-ingested.
+_RETIRED_BY_SOURCE: tuple[TableName, ...] = ("records", "documents", "sources")
 
 
 @dataclass(frozen=True)
@@ -73,35 +76,23 @@ class CommitResult:
 
 
 def _known_locations(snap: Snapshot, result: BuildResult) -> dict[tuple[str, int], str]:
-    """Where the catalog keeps the instances this build found duplicated (for the error text)."""
-    uids = sorted({d.sop_instance_uid for d in result.duplicates if d.kept_path is None})
-    if not uids:
+    """Where the catalog keeps the items this build found duplicated (for the error text)."""
+    dups = result.duplicates
+    uids = sorted({d for d, k in zip(dups.column("identity").to_pylist(),
+                                     dups.column("kept_path").to_pylist(), strict=True)
+                   if k is None})  # fmt: skip
+    if not uids or result.plan_kind.identity != "sop_instance_uid":
         return {}
-    cols = [
-        "sop_instance_uid",
-        "raw_crc32",
-        "pack_id",
-        "row",
-        "source_path",
-        "source_member",
-        "retired",
-    ]
-    recs = snap.table("records", columns=cols)
-    recs = recs.filter(
-        pc.and_(
-            pc.is_in(recs.column("sop_instance_uid"), pa.array(uids)),
-            pc.invert(recs.column("retired")),
-        )
+    recs = snap.table(
+        "records",
+        columns=["sop_instance_uid", "raw_crc32", "pack_id", "row", "source_path", "source_member"],
+        where=f"NOT retired AND sop_instance_uid IN {sql_list(uids)}",
     )
     out: dict[tuple[str, int], str] = {}
     for r in recs.to_pylist():
         if r["raw_crc32"] is None:
             continue
-        src = (
-            r["source_path"]
-            if r["source_member"] is None
-            else f"{r['source_path']}!{r['source_member']}"
-        )
+        src = location(r["source_path"], r["source_member"])
         out.setdefault(
             (r["sop_instance_uid"], r["raw_crc32"]),
             f"pack {r['pack_id']} row {r['row']} (from {src})",
@@ -113,53 +104,67 @@ def retire_sources(
     store: CatalogStore,
     run_id: str,
     paths: Iterable[str],
-    committed: frozenset[str],
+    snap: Snapshot,
     *,
     only_runs: frozenset[str] | None = None,
-) -> tuple[int, int]:
-    """Flag the committed, still-live ``records`` / ``sources`` rows of ``paths`` as retired by ``run_id``.
+) -> dict[TableName, int]:
+    """Flag the live rows of ``paths`` (records, documents, sources) as retired by ``run_id``.
 
-    ``only_runs`` restricts it to rows of those (committed) runs. Returns (records
-    retired, sources superseded). Rows already retired by a committed run keep their
-    original ``*_by_run`` (time travel stays exact).
+    A row is live unless its flag was set by a committed run (a flag set by a run that never
+    committed does not count and is overwritten). ``only_runs`` restricts it to rows of those
+    runs. Rows already retired by a committed run keep their original ``*_by_run`` (time travel
+    stays exact). Returns the rows flagged per table.
     """
     paths = sorted(set(paths))
-    targets = committed if only_runs is None else committed & only_runs
-    if not paths or not targets:
-        return 0, 0
-    counts = []
-    for name in ("records", "sources"):
+    if not paths or (only_runs is not None and not only_runs):
+        return {}
+    counts: dict[TableName, int] = {}
+    for name in _RETIRED_BY_SOURCE:
         flag, by = RETIRE_COLUMNS[name]
-        predicate = (
-            f"source_path IN {sql_list(paths)} AND run_id <> {sql_str(run_id)} AND run_id IN {sql_list(targets)} "
-            f"AND ({flag} IS NULL OR {flag} = false OR {by} IS NULL OR {by} NOT IN {sql_list(committed)})"
+        where = f"source_path IN {sql_list(paths)} AND run_id <> {sql_str(run_id)}"
+        if only_runs is not None:
+            where += f" AND run_id IN {sql_list(only_runs)}"
+        # flags set by runs that never committed: few (failed or crashed builds), unlike the
+        # committed runs, so the predicate does not grow with every scheduled build
+        flagged = (
+            snap.session.execute(
+                f"SELECT DISTINCT {by} AS b FROM {snap.session.dialect.ref(name)} "
+                f"WHERE {where} AND {by} IS NOT NULL"
+            )
+            .column("b")
+            .to_pylist()
         )
-        counts.append(
-            store.update(name, predicate=predicate, updates={flag: "true", by: sql_str(run_id)})
+        ineffective = sorted({b for b in flagged if b is not None} - snap.committed)
+        live = f"{flag} IS NULL OR {flag} = false OR {by} IS NULL"
+        if ineffective:
+            live += f" OR {by} IN {sql_list(ineffective)}"
+        counts[name] = store.update(
+            name, predicate=f"{where} AND ({live})", updates={flag: "true", by: sql_str(run_id)}
         )
-    return counts[0], counts[1]
+    return counts
 
 
 def _retire_concurrent(
     store: CatalogStore, run_id: str, paths: set[str], planned_version: int
-) -> tuple[int, int]:
+) -> dict[TableName, int]:
     """Retire rows of ``paths`` that runs committed after ``planned_version`` (they raced this build)."""
-    now = Snapshot.load(store).committed
+    now = Snapshot.load(store)
     before = (
         Snapshot.load(store, planned_version).committed if planned_version >= 0 else frozenset()
     )
-    return retire_sources(store, run_id, paths, now, only_runs=now - before)
+    return retire_sources(store, run_id, paths, now, only_runs=now.committed - before)
 
 
 def _runs_row(
-    result_run_id: str, dataset: str, started_at: datetime, status: str, rows: CatalogRows | None,
-    num_duplicates: int = 0, num_conflicts: int = 0,
+    run_id: str, dataset: str, started_at: datetime, status: str, rows: CatalogRows | None,
+    num_conflicts: int = 0,
 ) -> pa.Table:  # fmt: skip
     return to_table("runs", [{
-        "run_id": result_run_id, "dataset": dataset, "started_at": started_at,
+        "run_id": run_id, "dataset": dataset, "started_at": started_at,
         "committed_at": datetime.now(timezone.utc),
-        "num_packs": rows.packs.num_rows if rows else 0, "num_records": rows.records.num_rows if rows else 0,
-        "num_errors": rows.num_errors if rows else 0, "num_duplicates": num_duplicates,
+        "num_packs": rows.packs.num_rows if rows else 0, "num_records": rows.num_records if rows else 0,
+        "num_errors": rows.num_errors if rows else 0,
+        "num_duplicates": rows.num_duplicates if rows else 0,
         "num_conflicts": num_conflicts, "status": status,
     }])  # fmt: skip
 
@@ -167,10 +172,9 @@ def _runs_row(
 def commit_build(
     out: str,
     result: BuildResult,
-    files: Sequence[InputFile],
+    sources: Sequence[Source],
     *,
     retire_paths: Iterable[str] = (),
-    fingerprints: Mapping[str, str] | None = None,
     started_at: datetime | None = None,
     store: CatalogStore | None = None,
     engine: Literal["delta-rs", "spark"] = "delta-rs",
@@ -180,17 +184,17 @@ def commit_build(
 ) -> CommitResult:
     """Write ``result`` into the catalog under ``OUT/_catalog`` as one consistent change.
 
-    ``files`` are the inputs the build scanned (one ``sources`` row each);
-    ``retire_paths`` the re-ingested sources whose older rows are retired;
-    ``fingerprints`` those computed by :func:`~iac_spark.catalog.plan_sources` (else
-    computed now). The engine is delta-rs on ``OUT/_catalog`` unless ``engine="spark"`` or
-    ``catalog_name`` (Unity Catalog ``catalog.schema.prefix`` → ``<prefix>_<table>``) asks for
-    Spark Delta on ``spark`` (see :func:`~iac_spark.catalog.spark_delta.catalog_store`), or an
-    explicit ``store`` is given. ``planned_version`` is the ``runs`` version the build's plan
-    was made against (-1: there was no catalog); when given, rows of this build's sources
-    committed by other runs since then are retired too (concurrent ingestion of one source).
-    Raises :class:`CatalogError` if the run is already committed or the catalog
-    cannot be written; nothing of the run is visible unless this returns.
+    ``sources`` are the inputs the build scanned (one ``sources`` row each, fingerprinted by
+    their survey); ``retire_paths`` the re-ingested sources whose older rows are retired. The
+    engine is delta-rs on ``OUT/_catalog`` unless ``engine="spark"`` or ``catalog_name`` (Unity
+    Catalog ``catalog.schema.prefix`` → ``<prefix>_<table>``) asks for Spark Delta on ``spark``
+    (see :func:`~iac_spark.catalog.spark_delta.catalog_store`), or an explicit ``store`` is
+    given. ``planned_version`` is the ``runs`` version the build's plan was made against (-1:
+    there was no catalog); when given, rows of this build's sources committed by other runs
+    since then are retired too (concurrent ingestion of one source). The build's scan files
+    must still be in staging (``keep_staging=True``): records take their attributes from them.
+    Raises :class:`CatalogError` if the run is already committed or the catalog cannot be
+    written; nothing of the run is visible unless this returns.
     """
     store = store or catalog_store(out, spark=spark, engine=engine, catalog_name=catalog_name)
     started = started_at or datetime.now(timezone.utc) - timedelta(seconds=max(0.0, result.seconds))
@@ -202,32 +206,26 @@ def commit_build(
             raise CatalogError(
                 f"run {run_id} is already recorded in {store.location('runs')}; nothing written"
             )
-        rows = catalog_rows(
-            result, files, fingerprints=fingerprints, known_locations=_known_locations(snap, result)
-        )
-        leftovers: tuple[TableName, ...] = ("records", "sources", "errors", "packs")
+        rows = catalog_rows(result, sources, known_locations=_known_locations(snap, result))
+        leftovers: tuple[TableName, ...] = ("records", "documents", "sources", "errors", "packs")
         for name in leftovers:  # rows of an interrupted earlier commit of this run (invisible)
             store.delete(name, predicate=f"run_id = {sql_str(run_id)}")
-        appends: tuple[tuple[TableName, pa.Table], ...] = (
-            ("records", rows.records), ("sources", rows.sources), ("errors", rows.errors),
-        )  # fmt: skip
-        for name, table in appends:
+        if rows.num_records:
+            store.append("records", rows.records, run_id=run_id)
+        for name, table in (("sources", rows.sources), ("errors", rows.errors)):
             if table.num_rows:
                 store.append(name, table, run_id=run_id)
         retire = {os.path.abspath(p) for p in retire_paths}
-        committed = Snapshot.load(store).committed
-        retired, superseded = retire_sources(store, run_id, retire, committed)
+        counts = retire_sources(store, run_id, retire, Snapshot.load(store))
         if rows.packs.num_rows:
             store.append("packs", rows.packs, run_id=run_id)
         if planned_version is not None:
             paths = set(rows.sources.column("source_path").to_pylist())
-            r2, s2 = _retire_concurrent(store, run_id, paths, planned_version)
-            retired, superseded = retired + r2, superseded + s2
+            for name, n in _retire_concurrent(store, run_id, paths, planned_version).items():
+                counts[name] = counts.get(name, 0) + n
         runs = _runs_row(
-            run_id, result.dataset, started, COMMITTED, rows,
-            num_duplicates=sum(1 for s in rows.errors.column("stage").to_pylist() if s == DUPLICATE),
-            num_conflicts=len(result.conflicts),
-        )  # fmt: skip
+            run_id, result.dataset, started, COMMITTED, rows, num_conflicts=result.num_conflicting
+        )
         version = store.append("runs", runs, run_id=run_id)
     except CatalogError:
         raise
@@ -236,10 +234,11 @@ def commit_build(
             f"commit of run {run_id} to {out} failed (nothing of it is visible): {type(exc).__name__}: {exc}"
         ) from exc
     return CommitResult(
-        run_id=run_id, version=version, num_packs=rows.packs.num_rows, num_records=rows.records.num_rows,
-        num_errors=rows.num_errors, num_duplicates=len(result.duplicates), num_conflicts=len(result.conflicts),
+        run_id=run_id, version=version, num_packs=rows.packs.num_rows, num_records=rows.num_records,
+        num_errors=rows.num_errors, num_duplicates=rows.num_duplicates,
+        num_conflicts=result.num_conflicting,
         num_skipped=sum(rows.sources.column("skipped").to_pylist()), num_sources=rows.sources.num_rows,
-        retired_records=retired, superseded_sources=superseded,
+        retired_records=counts.get("records", 0), superseded_sources=counts.get("sources", 0),
     )  # fmt: skip
 
 

@@ -1,14 +1,14 @@
 """Decide what a build must (re)ingest, and which instances the catalog already holds.
 
-* :func:`plan_sources` compares each input file's :func:`~.fingerprint.fingerprint`
+* :func:`plan_sources` compares each source's fingerprint (from its survey, see
+  :func:`iac_spark.inputs.survey.survey`)
   with the live (committed, not superseded) ``sources`` rows of its path: no row →
   *new*; a row with the same fingerprint → *unchanged* (skipped: reruns are
   idempotent); rows with other fingerprints only → *changed* (re-ingested; its old
   rows are retired when the new build commits).
-* :func:`known_uids` gives SOPInstanceUID → raw CRC-32s of the live records, minus the
-  records of sources being re-ingested, for ``build_packs(known=...)``: an instance
-  already catalogued from another source becomes a ``duplicate`` error row instead of
-  being packed twice.
+* :func:`known_items` gives (identity, raw CRC-32) of the live records (or documents), minus
+  those of sources being re-ingested, for the build plan: an item already catalogued from
+  another source becomes a ``duplicate`` error row instead of being packed twice.
 
 Files that disappeared from the inputs are not retired (a build only sees what it is
 given); a source whose every member failed has ``status = 'failed'`` and is retried
@@ -16,54 +16,52 @@ only with ``retry_failed=True`` or once the file changes.
 
 Example:
     >>> import tempfile, zipfile, os
-    >>> from iac_spark.inputs.discover import discover
+    >>> from iac_spark.inputs import discover, survey
     >>> d = tempfile.mkdtemp(); z = os.path.join(d, "a.zip")
     >>> with zipfile.ZipFile(z, "w") as zf:
     ...     zf.writestr("x.dcm", b"x")
-    >>> plan = plan_sources(os.path.join(d, "out"), discover([z]))
+    >>> plan = plan_sources(os.path.join(d, "out"), survey(discover([z])))
     >>> len(plan.new), len(plan.changed), len(plan.unchanged)
     (1, 0, 0)
-    >>> known_uids(os.path.join(d, "out"))
-    {}
+    >>> known_items(os.path.join(d, "out")).num_rows
+    0
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..inputs.discover import InputFile
-from .fingerprint import fingerprint
+from ..inputs.survey import Source
 from .rows import INGESTED
+from .schema import TableName
 from .snapshot import Snapshot
-from .store import CatalogStore, DeltaRsStore
+from .store import CatalogStore, DeltaRsStore, sql_list
 
-__all__ = ["SourcePlan", "known_uids", "plan_sources"]
+__all__ = ["SourcePlan", "known_items", "plan_sources"]
 
 
 @dataclass(frozen=True)
 class SourcePlan:
-    """Input files split by what the catalog knows about them; fingerprints computed once."""
+    """Sources split by what the catalog knows about them."""
 
-    new: list[InputFile]
-    changed: list[InputFile]
-    unchanged: list[InputFile]
-    fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
+    new: list[Source]
+    changed: list[Source]
+    unchanged: list[Source]
     catalog_version: int | None = None  # runs version the plan was made against (None: no catalog)
 
     @property
-    def to_ingest(self) -> list[InputFile]:
-        """New then changed files."""
+    def to_ingest(self) -> list[Source]:
+        """New then changed sources."""
         return [*self.new, *self.changed]
 
     @property
     def retire_paths(self) -> list[str]:
         """Paths whose older catalog rows the next commit retires."""
-        return [f.path for f in self.changed]
+        return [s.path for s in self.changed]
 
 
 def _store(out: str, store: CatalogStore | None) -> CatalogStore:
@@ -72,69 +70,58 @@ def _store(out: str, store: CatalogStore | None) -> CatalogStore:
 
 def plan_sources(
     out: str,
-    files: Sequence[InputFile],
+    sources: Sequence[Source],
     *,
     retry_failed: bool = False,
     store: CatalogStore | None = None,
 ) -> SourcePlan:
-    """Split ``files`` into new / changed / unchanged against the committed catalog of ``out``."""
+    """Split ``sources`` into new / changed / unchanged against the committed catalog of ``out``."""
     store = _store(out, store)
-    fingerprints = {f.path: fingerprint(f) for f in files}
     if not store.exists():
-        return SourcePlan(list(files), [], [], fingerprints, None)
+        return SourcePlan(list(sources), [], [], None)
     snap = Snapshot.load(store)
-    live = snap.table("sources", columns=["source_path", "fingerprint", "status", "superseded"])
-    live = live.filter(pc.invert(live.column("superseded")))
+    live = snap.table(
+        "sources", columns=["source_path", "fingerprint", "status"], where="NOT superseded"
+    )
     seen: dict[str, list[tuple[str, str]]] = {}
     for r in live.to_pylist():
         seen.setdefault(r["source_path"], []).append((r["fingerprint"], r["status"]))
     new, changed, unchanged = [], [], []
-    for f in files:
-        rows = seen.get(f.path)
+    for s in sources:
+        rows = seen.get(s.path)
         if not rows:
-            new.append(f)
+            new.append(s)
         elif any(
-            fp == fingerprints[f.path] and (status == INGESTED or not retry_failed)
-            for fp, status in rows
+            fp == s.fingerprint and (status == INGESTED or not retry_failed) for fp, status in rows
         ):
-            unchanged.append(f)
+            unchanged.append(s)
         else:
-            changed.append(f)
-    return SourcePlan(new, changed, unchanged, fingerprints, snap.version)
+            changed.append(s)
+    return SourcePlan(new, changed, unchanged, snap.version)
 
 
-def known_uids(
+def known_items(
     out: str,
     *,
+    table: TableName = "records",
+    identity: str = "sop_instance_uid",
     exclude_paths: Iterable[str] = (),
     store: CatalogStore | None = None,
-) -> dict[str, set[int]]:
-    """SOPInstanceUID → raw CRC-32s of the live (committed, not retired) records.
+) -> pa.Table:
+    """(identity, raw CRC-32) of the live (committed, not retired) rows of ``table``.
 
-    Records whose ``source_path`` is in ``exclude_paths`` (sources being re-ingested) are
-    left out, so their instances are packed again rather than reported as duplicates.
+    Rows whose ``source_path`` is in ``exclude_paths`` (sources being re-ingested) are left
+    out, so their items are packed again rather than reported as duplicates. Two Arrow
+    columns (a few dozen bytes per catalogued item), never Python objects per row.
     """
     store = _store(out, store)
+    empty = pa.table({"identity": pa.array([], pa.string()), "raw_crc32": pa.array([], pa.int64())})
     if not store.exists():
-        return {}
+        return empty
     snap = Snapshot.load(store)
-    recs = snap.table(
-        "records", columns=["sop_instance_uid", "raw_crc32", "source_path", "retired"]
-    )
-    keep = pc.invert(recs.column("retired"))
+    where = f"NOT retired AND {identity} IS NOT NULL AND raw_crc32 IS NOT NULL"
     excluded = sorted({os.path.abspath(p) for p in exclude_paths})
     if excluded:
-        in_excluded = pc.fill_null(
-            pc.is_in(recs.column("source_path"), pa.array(excluded, pa.string())), False
-        )
-        keep = pc.and_(keep, pc.invert(in_excluded))
-    recs = recs.filter(keep)
-    out_map: dict[str, set[int]] = {}
-    for uid, crc in zip(
-        recs.column("sop_instance_uid").to_pylist(),
-        recs.column("raw_crc32").to_pylist(),
-        strict=True,
-    ):
-        if uid is not None and crc is not None:
-            out_map.setdefault(uid, set()).add(int(crc))
-    return out_map
+        where += f" AND (source_path IS NULL OR source_path NOT IN {sql_list(excluded)})"
+    t = snap.table(table, columns=[identity, "raw_crc32"], where=where)
+    return pa.table({"identity": t.column(0), "raw_crc32": t.column(1)})

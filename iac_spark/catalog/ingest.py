@@ -22,24 +22,29 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import OptionError
 from ..inputs.discover import discover
-from ..packing.build import BuildResult, build_packs, new_run_id
+from ..inputs.survey import survey
+from ..packing.build import DICOM, BuildKind, BuildResult, new_run_id, run_build
+from ..packing.executor import Executor, LocalExecutor
 from .commit import CommitResult, commit_build, record_failed_run
-from .incremental import SourcePlan, known_uids, plan_sources
+from .incremental import SourcePlan, known_items, plan_sources
 from .spark_delta import catalog_store
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["CatalogBuildResult", "build"]
+__all__ = ["BUILD_KINDS", "CatalogBuildResult", "build"]
+
+#: Payload kinds a catalog build ingests.
+BUILD_KINDS: dict[str, BuildKind] = {"dicom": DICOM}
 
 
 @dataclass(frozen=True)
@@ -122,35 +127,55 @@ class CatalogBuildResult:
         return "\n".join(f"{k:<15} {v}" for k, v in rows)
 
 
-def _load_path(path: str) -> str:
-    """A discovered file as a ``zipdcm`` path: glob characters escaped so it matches only itself."""
-    return glob.escape(path) if any(c in path for c in "*?[") else path
+def _executor(
+    executor: Literal["spark", "local"] | Executor,
+    spark: SparkSession | Callable[[], SparkSession] | None,
+) -> Executor:
+    if not isinstance(executor, str):
+        return executor
+    if executor == "local":
+        return LocalExecutor()
+    if executor != "spark":
+        raise OptionError(f"executor must be 'spark' or 'local', got {executor!r}")
+    if spark is None:
+        raise OptionError("executor='spark' needs a SparkSession (or a factory of one)")
+    from ..session import register
+    from ..spark_executor import SparkExecutor
+
+    return SparkExecutor(register(spark() if callable(spark) else spark))
 
 
 def build(
-    spark: SparkSession | Callable[[], SparkSession],
+    spark: SparkSession | Callable[[], SparkSession] | None,
     sources: Sequence[str],
     out: str,
     *,
     dataset: str = "default",
+    kind: Literal["dicom"] = "dicom",
+    executor: Literal["spark", "local"] | Executor = "spark",
+    meta: bool = True,
     progress: Callable[[str], None] | None = None,
     retry_failed: bool = False,
     glob_filter: str | None = None,
-    scan_options: Mapping[str, str] | None = None,
     engine: Literal["delta-rs", "spark"] = "delta-rs",
     catalog_name: str | None = None,
-    **build_kwargs: Any,
+    run_id: str | None = None,
+    **build_options: Any,
 ) -> CatalogBuildResult:
     """Ingest ``sources`` (directories, globs, zips, bare files) into ``out`` incrementally.
 
-    Discovers the files, plans them against the catalog (:func:`plan_sources`), returns
-    immediately with zero packs when nothing is new or changed (no Spark job), otherwise
-    scans only the new/changed files with ``zipdcm`` (``scan_options`` are passed to the
-    reader), packs them with :func:`iac_spark.build_packs` (``build_kwargs``: e.g.
-    ``pack_target_bytes``, ``zstd_level``, ``run_id``) and commits the run. A failed build or
-    commit is recorded in ``runs`` with ``status='failed'`` (best effort) and re-raised.
-    ``spark`` may be a session or a zero-argument factory, called only when there is work
-    (so a rerun with nothing new never starts a JVM).
+    Discovers the files and surveys them once (fingerprints and member weights from one
+    central-directory read per zip), plans them against the catalog (:func:`plan_sources`),
+    returns immediately with zero packs when nothing is new or changed (no Spark job, no JVM),
+    otherwise runs the build core (:func:`iac_spark.packing.run_build`) on ``executor`` —
+    ``"spark"`` (tasks on ``spark``), ``"local"`` (in this process, no JVM) or an
+    :class:`~iac_spark.packing.Executor` — and commits the run. ``meta=False`` leaves the DICOM
+    JSON out of ``records`` (and the scan never encodes it). ``build_options`` are
+    :class:`~iac_spark.packing.BuildSettings` fields (``layout``, ``pack_target_bytes``,
+    ``shard_target_bytes``, ``codec``, ``num_tasks``, ...). A failed build or commit is recorded
+    in ``runs`` with ``status='failed'`` (best effort) and re-raised. ``spark`` may be a session,
+    a zero-argument factory (called only when there is work), or None with
+    ``executor="local"`` and the delta-rs engine.
     """
     t0 = time.perf_counter()
     started_at = datetime.now(timezone.utc)
@@ -161,10 +186,11 @@ def build(
     store = catalog_store(
         out, spark=None if callable(spark) else spark, engine=engine, catalog_name=catalog_name
     )
-    files = discover(list(sources), glob_filter=glob_filter)
-    plan = plan_sources(out, files, retry_failed=retry_failed, store=store)
+    surveyed = survey(discover(list(sources), glob_filter=glob_filter))
+    plan = plan_sources(out, surveyed, retry_failed=retry_failed, store=store)
     say(
-        f"{len(files)} sources: {len(plan.new)} new, {len(plan.changed)} changed, {len(plan.unchanged)} unchanged"
+        f"{len(surveyed)} sources: {len(plan.new)} new, {len(plan.changed)} changed, "
+        f"{len(plan.unchanged)} unchanged"
     )
     if not plan.to_ingest:
         return CatalogBuildResult(
@@ -172,28 +198,27 @@ def build(
             errors=0, skipped=0, new_sources=0, changed_sources=0, unchanged_sources=len(plan.unchanged),
             retired_records=0, catalog_version=plan.catalog_version, seconds=time.perf_counter() - t0, plan=plan,
         )  # fmt: skip
-    known = known_uids(out, exclude_paths=plan.retire_paths, store=store)
-    run_id = build_kwargs.pop("run_id", None) or new_run_id()
+    build_kind = BUILD_KINDS[kind]
+    known = known_items(out, exclude_paths=plan.retire_paths, store=store)
+    run_id = run_id or new_run_id()
+    result: BuildResult | None = None
     try:
-        from ..session import register
-
-        session = spark() if callable(spark) else spark
-        reader = register(session).read.format("zipdcm")
-        if scan_options:
-            reader = reader.options(**dict(scan_options))
-        df = reader.load([_load_path(f.path) for f in plan.to_ingest])
-        result = build_packs(
-            df, out, dataset=dataset, known=known, run_id=run_id, progress=progress, **build_kwargs
-        )
+        result = run_build(
+            plan.to_ingest, out, executor=_executor(executor, spark), kind=build_kind,
+            scan_options={"meta": meta, "promoted": True}, known=known, run_id=run_id,
+            progress=progress, dataset=dataset, keep_staging=True, **build_options,
+        )  # fmt: skip
         commit = commit_build(
-            out, result, plan.to_ingest, retire_paths=plan.retire_paths,
-            fingerprints=plan.fingerprints, started_at=started_at, store=store,
-            planned_version=-1 if plan.catalog_version is None else plan.catalog_version,
+            out, result, plan.to_ingest, retire_paths=plan.retire_paths, started_at=started_at,
+            store=store, planned_version=-1 if plan.catalog_version is None else plan.catalog_version,
         )  # fmt: skip
     except BaseException:
         with contextlib.suppress(Exception):  # best effort: the original error matters more
             record_failed_run(out, run_id, dataset, started_at=started_at, store=store)
         raise
+    finally:
+        if result is not None:
+            result.cleanup()
     say(f"committed run {run_id} as catalog version {commit.version}")
     return CatalogBuildResult(
         out=out, dataset=dataset, run_id=run_id, new_packs=commit.num_packs, records=commit.num_records,

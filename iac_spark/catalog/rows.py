@@ -1,50 +1,40 @@
 """A :class:`~iac_spark.packing.build.BuildResult` → the rows of one catalog commit.
 
-No Delta here: this module turns what a build published and rejected into Arrow
-tables with the catalog schema, so the accounting is testable on its own.
+No Delta here: this module turns what a build published and rejected into Arrow tables with
+the catalog schema, so the accounting is testable on its own.
 
-Accounting (DESIGN.md "Bad input"): every member of a source ends in exactly one of
-a ``records`` row, an ``errors`` row with stage ``scan`` / ``pack`` / ``duplicate``, or the
-source's ``skipped`` count. Conflicting members are packed (they are ``records`` rows)
-and *also* get an ``errors`` row with stage ``conflict`` naming the other copies, so
-conflicts are reported without being counted twice. Per source,
-``members = packed + duplicates + errors + skipped``.
-
-``skipped`` (plainly-not-DICOM members such as ``LICENSE.txt``) is not reported by the
-scan, so it is derived from the zip's central directory: the top-level file entries
-that are not nested ``.zip`` members, minus the scan rows of that source whose member
-is top-level (no ``!``) and not a ``.zip``. *Approximation:* members skipped *inside*
-nested zips are not counted (the nested zip's members are only known to the scan); a
-nested zip recognised by its magic bytes but not named ``*.zip`` counts as one extra
-skipped member. A bare file counts 1 skipped if the scan produced no row for it.
+* ``records``: one row per packed record: the pack's index row, plus (for DICOM) the promoted
+  attributes and ``meta`` read back from the build's scan files, joined on (path, member). The
+  rows are produced per scan file as a stream of batches, so the driver never holds every
+  record's ``meta`` at once.
+* ``sources``: one row per ingested source with the counts the build tallied from the scan:
+  ``members = packed + duplicates + errors + skipped``, exact, nested zips included.
+* ``errors``: scan / pack / unpaired issues, plus one ``duplicate`` row per duplicate and one
+  ``conflict`` row per conflicting copy (conflicting copies are packed *and* reported, so a
+  conflict row is not counted as an error of its source).
 
 Example:
-    >>> skipped_count("zip", [("LICENSE.txt", 1, 9), ("a/1.dcm", 2, 99)], ["a/1.dcm"])
-    1
-    >>> skipped_count("file", None, [])
-    1
+    >>> pack_relpath("/o", "/o/packs/ds/r-0000.iac"), pack_abspath("/o", "packs/ds/r-0000.iac")
+    ('packs/ds/r-0000.iac', '/o/packs/ds/r-0000.iac')
 """
 
 from __future__ import annotations
 
-import glob
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from iatro.iac import PackReader
 
-from ..errors import InputNotFoundError, location
-from ..inputs.archives import looks_like_zip_name
-from ..inputs.discover import InputFile, discover
-from ..packing.build import BuildResult
+from ..errors import CatalogError, location
+from ..inputs.survey import Source
+from ..packing.build import BuildResult, SourceTally
 from ..packing.merge import PackInfo
-from .fingerprint import fingerprint, zip_entries
-from .schema import RECORDS_SCHEMA, to_table
+from .schema import ATTRIBUTE_COLUMNS, RECORDS_SCHEMA, to_table
 
 __all__ = [
     "CONFLICT",
@@ -55,8 +45,6 @@ __all__ = [
     "catalog_rows",
     "pack_abspath",
     "pack_relpath",
-    "records_rows",
-    "skipped_count",
 ]
 
 DUPLICATE = "duplicate"
@@ -64,47 +52,33 @@ CONFLICT = "conflict"
 INGESTED = "ingested"
 FAILED_SOURCE = "failed"
 
+_NO_MEMBER = "\0"  # join key for bare files (member null); never a real member name
+
 
 @dataclass(frozen=True)
 class CatalogRows:
     """Everything one build adds to the catalog except its ``runs`` row (written last, by commit)."""
 
     run_id: str
-    records: pa.Table
+    records: Callable[[], pa.RecordBatchReader]  # streamed; callable again on a retry
+    num_records: int
     sources: pa.Table
     errors: pa.Table
     packs: pa.Table
 
     @property
     def num_errors(self) -> int:
-        """Scan and pack errors (not duplicates, not conflicts)."""
-        return sum(
-            1 for s in self.errors.column("stage").to_pylist() if s not in (DUPLICATE, CONFLICT)
-        )
+        """Scan, pack and unpaired errors (not duplicates, not conflicts)."""
+        stages = self.errors.column("stage").to_pylist()
+        return sum(1 for s in stages if s not in (DUPLICATE, CONFLICT))
 
-
-def skipped_count(
-    kind: str, entries: Sequence[tuple[str, int, int]] | None, scan_members: Iterable[str | None]
-) -> int:
-    """Skipped-not-DICOM members of one source (see the module docstring for the approximation)."""
-    members = list(scan_members)
-    if kind != "zip":
-        return 0 if members else 1
-    if entries is None:
-        return 0
-    top = sum(1 for name, _crc, _size in entries if not looks_like_zip_name(name))
-    scanned_top = sum(
-        1 for m in members if m is not None and "!" not in m and not looks_like_zip_name(m)
-    )
-    return max(0, top - scanned_top)
+    @property
+    def num_duplicates(self) -> int:
+        return sum(1 for s in self.errors.column("stage").to_pylist() if s == DUPLICATE)
 
 
 def pack_relpath(out: str, path: str) -> str:
-    """A pack's path relative to OUT with ``/`` separators (absolute if it is outside OUT).
-
-    >>> pack_relpath("/o", "/o/packs/ds/r-0000.iac")
-    'packs/ds/r-0000.iac'
-    """
+    """A pack's path relative to OUT with ``/`` separators (absolute if it is outside OUT)."""
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out))
     if rel.startswith(".."):
         return os.path.abspath(path)
@@ -112,42 +86,101 @@ def pack_relpath(out: str, path: str) -> str:
 
 
 def pack_abspath(out: str, path: str) -> str:
-    """Absolute path of a ``packs.path`` value (relative to OUT, or already absolute).
-
-    >>> pack_abspath("/o", "packs/ds/r-0000.iac")
-    '/o/packs/ds/r-0000.iac'
-    """
+    """Absolute path of a ``packs.path`` value (relative to OUT, or already absolute)."""
     return path if os.path.isabs(path) else os.path.join(os.path.abspath(out), *path.split("/"))
 
 
-def _scan_crcs(scan_rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], int]:
-    return {
-        (r["path"], r["member"]): int(r["crc32"]) for r in scan_rows if r.get("crc32") is not None
-    }
+def _index_rows(packs: Sequence[PackInfo]) -> pa.Table:
+    """Every pack's index with ``pack_id`` and ``row``, in the records schema's types."""
+    keep = [f.name for f in RECORDS_SCHEMA]
+    tables = []
+    for p in packs:
+        idx = p.index
+        n = idx.num_rows
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {
+            "pack_id": pa.array([p.pack_id] * n, pa.string()),
+            "row": pa.array(range(n), pa.int64()),
+        }
+        for name in idx.column_names:
+            if name in keep:
+                cols[name] = idx.column(name).cast(RECORDS_SCHEMA.field(name).type)
+        tables.append(pa.table(cols))
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
-def records_rows(
-    pack: PackInfo, run_id: str, scan_crcs: Mapping[tuple[str, str | None], int]
-) -> pa.Table:
-    """The ``records`` rows of one pack: its index table plus row, raw_crc32, run_id, retired."""
-    idx = pack.index
-    n = idx.num_rows
-    paths = idx.column("source_path").to_pylist()
-    members = idx.column("source_member").to_pylist()
-    raw_crc = [scan_crcs.get((p, m)) for p, m in zip(paths, members, strict=True)]
-    cols: dict[str, Any] = {
-        "pack_id": pa.array([pack.pack_id] * n, pa.string()),
-        "row": pa.array(range(n), pa.int64()),
-        "raw_crc32": pa.array(raw_crc, pa.int64()),
+def _conform_records(t: pa.Table, run_id: str) -> pa.Table:
+    n = t.num_rows
+    fixed = {
         "run_id": pa.array([run_id] * n, pa.string()),
         "retired": pa.array([False] * n, pa.bool_()),
         "retired_by_run": pa.nulls(n, pa.string()),
     }
     arrays = []
     for f in RECORDS_SCHEMA:
-        arr = cols[f.name] if f.name in cols else idx.column(f.name)
-        arrays.append(arr.cast(f.type))
+        if f.name in fixed:
+            arrays.append(fixed[f.name])
+        elif f.name in t.column_names:
+            arrays.append(t.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
     return pa.Table.from_arrays(arrays, schema=RECORDS_SCHEMA)
+
+
+def _scan_attributes(path: str) -> pa.Table:
+    """The ok rows of one scan file: join keys, raw CRC-32 and whatever attributes it carries."""
+    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+    table = table.filter(pc.equal(table.column("status"), "ok"))
+    cols: dict[str, Any] = {
+        "source_path": table.column("path"),
+        "_member": pc.fill_null(table.column("member"), _NO_MEMBER),
+        "raw_crc32": table.column("crc32"),
+    }
+    for name in ATTRIBUTE_COLUMNS:
+        if name in table.column_names:
+            cols[name] = table.column(name)
+    return pa.table(cols)
+
+
+def records_stream(result: BuildResult) -> tuple[Callable[[], pa.RecordBatchReader], int]:
+    """A re-callable reader of the ``records`` rows of ``result``, and how many rows it yields.
+
+    DICOM records get their attributes from the build's scan files (still in staging);
+    other layouts have no per-member attributes and carry the index columns only.
+    """
+    index = _index_rows(result.packs)
+    total = index.num_rows
+    run_id = result.run_id
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        if total == 0:
+            return
+        if "source_path" not in index.column_names or not result.scan_files:
+            yield from _conform_records(index, run_id).to_batches()
+            return
+        keyed = index.append_column(
+            "_member", pc.fill_null(index.column("source_member"), _NO_MEMBER)
+        )
+        matched = 0
+        for path in result.scan_files:
+            attrs = _scan_attributes(path)
+            # join on the keys only (Acero joins carry no list columns), then take the attributes
+            keys = attrs.select(["source_path", "_member"]).append_column(
+                "_arow", pa.array(range(attrs.num_rows), pa.int64())
+            )
+            joined = keyed.join(keys, keys=["source_path", "_member"], join_type="inner")
+            joined = joined.sort_by([("pack_id", "ascending"), ("row", "ascending")])
+            taken = attrs.drop_columns(["source_path", "_member"]).take(joined.column("_arow"))
+            for name in taken.column_names:
+                joined = joined.append_column(name, taken.column(name))
+            matched += joined.num_rows
+            yield from _conform_records(joined, run_id).to_batches(max_chunksize=4096)
+        if matched != total:
+            raise CatalogError(
+                f"run {run_id}: {total - matched} of {total} packed records have no scan row "
+                "to take their attributes from"
+            )
+
+    return (lambda: pa.RecordBatchReader.from_batches(RECORDS_SCHEMA, batches())), total
 
 
 def _pack_row(pack: PackInfo, out: str, run_id: str, now: datetime) -> dict[str, Any]:
@@ -164,129 +197,97 @@ def _pack_row(pack: PackInfo, out: str, run_id: str, now: datetime) -> dict[str,
     }  # fmt: skip
 
 
-def _duplicate_text(uid: str, path: str, member: str | None, kept: str) -> str:
-    return f"DuplicateInstance: {location(path, member)} has the same SOPInstanceUID {uid} and bytes as {kept}"
-
-
-def _conflict_texts(
-    uid: str, members: Sequence[tuple[str, str | None, int]]
-) -> list[tuple[str, str | None, str]]:
+def _duplicate_rows(
+    result: BuildResult, known_locations: Mapping[tuple[str, int], str]
+) -> list[dict[str, Any]]:
+    label, item = result.plan_kind.identity_label, result.plan_kind.item
     out = []
-    for i, (path, member, crc) in enumerate(members):
-        if path == "<catalog>":
-            continue
-        others = [
-            "a record already in the catalog"
-            if p == "<catalog>"
-            else f"{location(p, m)} (crc32 {c:08x})"
-            for j, (p, m, c) in enumerate(members)
-            if j != i
-        ]
+    for d in result.duplicates.to_pylist():
+        if d["kept_path"] is not None:
+            kept = location(d["kept_path"], d["kept_member"]) + " (packed by this run)"
+        else:
+            kept = known_locations.get(
+                (d["identity"], d["crc32"]), "a record already in the catalog"
+            )
         text = (
-            f"ConflictingInstance: SOPInstanceUID {uid} at {location(path, member)} (crc32 {crc:08x}) "
-            f"has different bytes than {', '.join(others)}; all copies are packed"
+            f"Duplicate{item}: {location(d['source_path'], d['source_member'])} has the same {label} "
+            f"{d['identity']} and bytes as {kept}"
         )
-        out.append((path, member, text))
+        out.append((d["source_path"], d["source_member"], DUPLICATE, text))
+    return [
+        dict(zip(("source_path", "source_member", "stage", "error"), r, strict=True)) for r in out
+    ]
+
+
+def _conflict_rows(result: BuildResult) -> list[dict[str, Any]]:
+    label, item = result.plan_kind.identity_label, result.plan_kind.item
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in result.conflicts.to_pylist():
+        groups.setdefault(c["identity"], []).append(c)
+    out = []
+    for ident, copies in sorted(groups.items()):
+        for i, c in enumerate(copies):
+            if c["source_path"] is None:
+                continue
+            others = [
+                "a record already in the catalog"
+                if o["source_path"] is None
+                else f"{location(o['source_path'], o['source_member'])} (crc32 {o['crc32']:08x})"
+                for j, o in enumerate(copies)
+                if j != i
+            ]
+            text = (
+                f"Conflicting{item}: {label} {ident} at {location(c['source_path'], c['source_member'])} "
+                f"(crc32 {c['crc32']:08x}) has different bytes than {', '.join(others)}; "
+                "all copies are packed"
+            )
+            out.append(
+                {"source_path": c["source_path"], "source_member": c["source_member"],
+                 "stage": CONFLICT, "error": text}
+            )  # fmt: skip
     return out
+
+
+def _source_row(src: Source, t: SourceTally, run_id: str) -> dict[str, Any]:
+    failed = t.errors > 0 and t.packed + t.duplicates == 0
+    return {
+        "source_path": src.path, "size": src.file.size,
+        "mtime": datetime.fromtimestamp(src.file.mtime, timezone.utc),
+        "fingerprint": src.fingerprint, "run_id": run_id,
+        "status": FAILED_SOURCE if failed else INGESTED, "members": t.members,
+        "packed": t.packed, "duplicates": t.duplicates, "errors": t.errors, "skipped": t.skipped,
+        "superseded": False, "superseded_by_run": None,
+    }  # fmt: skip
 
 
 def catalog_rows(
     result: BuildResult,
-    files: Sequence[InputFile],
+    sources: Sequence[Source],
     *,
-    fingerprints: Mapping[str, str] | None = None,
     known_locations: Mapping[tuple[str, int], str] | None = None,
     now: datetime | None = None,
 ) -> CatalogRows:
     """Rows of ``records``, ``sources``, ``errors`` and ``packs`` for one build.
 
-    ``files`` are the inputs the build scanned (one ``sources`` row each; a path that
-    appears in the scan but not in ``files`` gets a row from a fresh ``os.stat``).
-    ``fingerprints`` (path → :func:`fingerprint`) are those computed when the build was
-    planned; missing ones are computed now. ``known_locations`` maps (SOPInstanceUID,
-    raw CRC-32) of catalog records to a description, used to name the kept copy of a
-    duplicate of an instance catalogued by an earlier run.
+    ``sources`` are the inputs the build scanned (one ``sources`` row each, with the fingerprint
+    from the build's survey). ``known_locations`` maps (identity, raw CRC-32) of catalog records
+    to a description, used to name the kept copy of a duplicate catalogued by an earlier run.
     """
     now = now or datetime.now(timezone.utc)
     run_id = result.run_id
-    scan_crcs = _scan_crcs(result.scan_rows)
-    records = [records_rows(p, run_id, scan_crcs) for p in result.packs]
-    records_table = pa.concat_tables(records) if records else RECORDS_SCHEMA.empty_table()
-
-    errors: list[dict[str, Any]] = [
-        {"run_id": run_id, "source_path": e.source_path, "source_member": e.source_member,
-         "stage": e.stage, "error": e.error, "at": now}
-        for e in result.errors
-    ]  # fmt: skip
-    for d in result.duplicates:
-        if d.kept_path is not None:
-            kept = location(d.kept_path, d.kept_member) + " (packed by this run)"
-        else:
-            crc = scan_crcs.get((d.path, d.member))
-            kept = (known_locations or {}).get(
-                (d.sop_instance_uid, crc or -1), "a record already in the catalog"
-            )
-        errors.append({
-            "run_id": run_id, "source_path": d.path, "source_member": d.member, "stage": DUPLICATE,
-            "error": _duplicate_text(d.sop_instance_uid, d.path, d.member, kept), "at": now,
-        })  # fmt: skip
-    for c in result.conflicts:
-        for path, member, text in _conflict_texts(c.sop_instance_uid, c.members):
-            errors.append({
-                "run_id": run_id, "source_path": path, "source_member": member, "stage": CONFLICT,
-                "error": text, "at": now,
-            })  # fmt: skip
-
-    sources = _sources_rows(result, files, records_table, fingerprints or {}, run_id)
-    packs = [_pack_row(p, result.out, run_id, now) for p in result.packs]
+    missing = sorted(set(result.sources) - {s.path for s in sources})
+    if missing:
+        raise CatalogError(f"run {run_id}: scanned paths that are not build sources: {missing[:3]}")
+    issues = [{**r, "run_id": run_id, "at": now} for r in result.issues.to_pylist()]
+    extra = _duplicate_rows(result, known_locations or {})
+    extra += _conflict_rows(result)
+    errors = issues + [{**r, "run_id": run_id, "at": now} for r in extra]
+    source_rows = [
+        _source_row(s, result.sources.get(s.path, SourceTally()), run_id) for s in sources
+    ]
+    records, n = records_stream(result)
     return CatalogRows(
-        run_id=run_id, records=records_table, sources=to_table("sources", sources),
-        errors=to_table("errors", errors), packs=to_table("packs", packs),
+        run_id=run_id, records=records, num_records=n, sources=to_table("sources", source_rows),
+        errors=to_table("errors", errors),
+        packs=to_table("packs", [_pack_row(p, result.out, run_id, now) for p in result.packs]),
     )  # fmt: skip
-
-
-def _input_file(path: str) -> InputFile:
-    """Stat a scanned path the way :func:`discover` does (same kind, same mtime → same fingerprint)."""
-    try:
-        return discover([glob.escape(path)])[0]
-    except (InputNotFoundError, OSError, IndexError):
-        return InputFile(path, 0, 0.0, "zip" if path.lower().endswith(".zip") else "file")
-
-
-def _sources_rows(
-    result: BuildResult,
-    files: Sequence[InputFile],
-    records: pa.Table,
-    fingerprints: Mapping[str, str],
-    run_id: str,
-) -> list[dict[str, Any]]:
-    scan_members: dict[str, list[str | None]] = {}
-    for r in result.scan_rows:
-        scan_members.setdefault(r["path"], []).append(r["member"])
-    by_path = {f.path: f for f in files}
-    for path in list(scan_members) + [
-        p for p in Counter(records.column("source_path").to_pylist()) if p
-    ]:
-        if path not in by_path:
-            by_path[path] = _input_file(path)
-    packed = Counter(records.column("source_path").to_pylist())
-    dups = Counter(d.path for d in result.duplicates)
-    errs = Counter(e.source_path for e in result.errors)
-    rows = []
-    for path, f in by_path.items():
-        entries = zip_entries(path) if f.kind == "zip" else None
-        skipped = skipped_count(f.kind, entries, scan_members.get(path, []))
-        n_packed, n_dups, n_errs = packed[path], dups[path], errs[path]
-        scanned = (
-            len(scan_members.get(path, [])) if result.scan_rows else n_packed + n_dups + n_errs
-        )
-        failed = n_errs > 0 and n_packed + n_dups == 0
-        fp = fingerprints.get(path) or fingerprint(f, entries=entries)
-        rows.append({
-            "source_path": path, "size": f.size,
-            "mtime": datetime.fromtimestamp(f.mtime, timezone.utc), "fingerprint": fp, "run_id": run_id,
-            "status": FAILED_SOURCE if failed else INGESTED, "members": scanned + skipped,
-            "packed": n_packed, "duplicates": n_dups, "errors": n_errs, "skipped": skipped,
-            "superseded": False, "superseded_by_run": None,
-        })  # fmt: skip
-    return rows

@@ -1,4 +1,4 @@
-"""Arrow schemas of the five catalog tables (the catalog contract, DESIGN.md "Catalog").
+"""Arrow schemas of the six catalog tables (the catalog contract, DESIGN.md "Catalog").
 
 The schemas are deliberately plain so that delta-rs, Spark Delta, DuckDB and Polars
 all read the tables: signed integers only (Delta has no unsigned types; ``crc32`` and
@@ -20,6 +20,8 @@ from typing import Any, Literal
 import pyarrow as pa
 
 __all__ = [
+    "ATTRIBUTE_COLUMNS",
+    "DOCUMENTS_SCHEMA",
     "ERRORS_SCHEMA",
     "PACKS_SCHEMA",
     "RECORDS_SCHEMA",
@@ -34,15 +36,15 @@ __all__ = [
     "to_table",
 ]
 
-TableName = Literal["packs", "records", "sources", "errors", "runs"]
+TableName = Literal["packs", "records", "documents", "sources", "errors", "runs"]
 
 #: Table names, in commit order (``runs`` last: it is the commit point).
-TABLES: tuple[TableName, ...] = ("records", "sources", "errors", "packs", "runs")
+TABLES: tuple[TableName, ...] = ("records", "documents", "sources", "errors", "packs", "runs")
 
 #: The one timestamp type of the catalog.
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-_S, _I64, _I32, _B = pa.string(), pa.int64(), pa.int32(), pa.bool_()
+_S, _I64, _I32, _B, _F64 = pa.string(), pa.int64(), pa.int32(), pa.bool_(), pa.float64()
 
 PACKS_SCHEMA = pa.schema(
     [
@@ -81,6 +83,60 @@ RECORDS_SCHEMA = pa.schema(
         ("run_id", _S),
         ("retired", _B),
         ("retired_by_run", _S),
+        # promoted DICOM attributes (null where absent or invalid; null for text records)
+        ("study_date", pa.date32()),
+        ("series_number", _I32),
+        ("study_description", _S),
+        ("series_description", _S),
+        ("body_part_examined", _S),
+        ("patient_sex", _S),
+        ("patient_age", _S),
+        ("manufacturer", _S),
+        ("manufacturer_model_name", _S),
+        ("slice_thickness", _F64),
+        ("spacing_between_slices", _F64),
+        ("pixel_spacing", pa.list_(_F64)),
+        ("image_position_patient", pa.list_(_F64)),
+        ("image_orientation_patient", pa.list_(_F64)),
+        ("rows", _I32),
+        ("columns", _I32),
+        ("number_of_frames", _I32),
+        ("bits_allocated", _I32),
+        ("photometric_interpretation", _S),
+        ("transfer_syntax_uid", _S),
+        ("sop_class_uid", _S),
+        ("image_type", pa.list_(_S)),
+        ("meta", _S),  # the header as DICOM JSON (PS3.18 F.2), bulk data left out
+    ]
+)
+
+#: Promoted ``records`` columns that come from the scan (not from the pack index).
+ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in RECORDS_SCHEMA if f.name not in (
+        "pack_id", "row", "sop_instance_uid", "series_instance_uid", "study_instance_uid",
+        "patient_id", "modality", "instance_number", "offset", "length", "crc32", "raw_length",
+        "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run",
+    )
+)  # fmt: skip
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("pack_id", _S),
+        ("row", _I64),  # the patient record holding the document
+        ("patient_id", _S),
+        ("institution", _S),
+        ("doc_id", _S),
+        ("doc_type", _S),
+        ("encounter", _S),
+        ("doc_timestamp", _S),
+        ("n_chars", _I64),
+        ("encoding", _S),
+        ("source_path", _S),
+        ("source_member", _S),
+        ("raw_crc32", _I64),
+        ("run_id", _S),
+        ("retired", _B),
+        ("retired_by_run", _S),
     ]
 )
 
@@ -107,7 +163,7 @@ ERRORS_SCHEMA = pa.schema(
         ("run_id", _S),
         ("source_path", _S),
         ("source_member", _S),
-        ("stage", _S),  # "scan" | "pack" | "duplicate" | "conflict"
+        ("stage", _S),  # "scan" | "pack" | "duplicate" | "conflict" | "unpaired"
         ("error", _S),
         ("at", TIMESTAMP),
     ]
@@ -131,6 +187,7 @@ RUNS_SCHEMA = pa.schema(
 SCHEMAS: dict[TableName, pa.Schema] = {
     "packs": PACKS_SCHEMA,
     "records": RECORDS_SCHEMA,
+    "documents": DOCUMENTS_SCHEMA,
     "sources": SOURCES_SCHEMA,
     "errors": ERRORS_SCHEMA,
     "runs": RUNS_SCHEMA,

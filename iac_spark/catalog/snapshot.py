@@ -1,21 +1,14 @@
-"""The committed view of the catalog: what every reader (API, SQL, Spark views, verify) sees.
+"""A consistent read of the catalog at one ``runs`` version, through the committed views.
 
-The ``runs`` table is the commit point. A run is *committed* once its ``runs`` row
-(``status = 'committed'``) is in the table; every other table is filtered to
-``run_id IN (committed runs)``, so a reader never sees half a build. Retirement
-flags are effective only when the retiring run is committed as well:
-``records.retired`` reads as ``retired AND retired_by_run IN (committed runs)`` (same for
-``sources.superseded``), so an interrupted build that already flagged old rows changes
-nothing a reader sees.
+``as_of`` (see :data:`iac_spark.catalog.store.AsOf`) selects the ``runs`` table version; the
+other tables are read at their latest version and joined with the runs committed at that
+version (:mod:`.views`). Because those tables are append-only (apart from the retirement flags,
+which resolve against the committed runs too), this reproduces exactly what a reader saw when
+the ``runs`` table was at that version: ``as_of=N`` is the catalog after the N-th ``runs``
+commit (version 0 is the empty catalog; each build, committed or failed, adds one version).
 
-``as_of`` (see :data:`iac_spark.catalog.store.AsOf`) selects the ``runs`` table
-version; the other tables are read at their latest version and filtered to the runs
-committed at that version. Because those tables are append-only (apart from the
-retirement flags, which are resolved as above), this reproduces exactly what a
-reader saw when the ``runs`` table was at that version: ``as_of=N`` is the catalog
-after the N-th ``runs`` commit (version 0 is the empty catalog; each build, committed
-or failed, adds one version), and ``as_of=<datetime>`` is the catalog as it was at
-that time. Only the ``runs`` table needs its Delta history for time travel.
+Every read goes through the engine's SQL session (DataFusion for delta-rs, Spark SQL for Spark
+Delta), so the committed rule exists once, in :func:`~iac_spark.catalog.views.view_sql`.
 
 Example:
     >>> import tempfile
@@ -29,62 +22,55 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import CatalogError
 from .schema import SCHEMAS, TableName
-from .store import AsOf, CatalogStore
+from .store import AsOf, CatalogStore, SqlSession
+from .views import COMMITTED, DERIVED_VIEWS, FAILED, RETIRE_COLUMNS, VIEWS, derived_sql, view_sql
 
-__all__ = ["COMMITTED", "FAILED", "RETIRE_COLUMNS", "Snapshot", "effective_flags"]
-
-COMMITTED = "committed"
-FAILED = "failed"
-
-#: Per table: (flag column, "by run" column) resolved against the committed runs.
-RETIRE_COLUMNS: dict[str, tuple[str, str]] = {
-    "records": ("retired", "retired_by_run"),
-    "sources": ("superseded", "superseded_by_run"),
-}
+__all__ = ["COMMITTED", "FAILED", "RETIRE_COLUMNS", "Snapshot", "plain_types"]
 
 
-def effective_flags(table: pa.Table, name: str, committed: frozenset[str]) -> pa.Table:
-    """Resolve the retirement flag of ``records`` / ``sources`` against ``committed`` runs.
+def _plain(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain(t.value_type))
+    return t
 
-    >>> t = pa.table({"retired": [True, True, False], "retired_by_run": ["a", "x", None]})
-    >>> effective_flags(t, "records", frozenset({"a"})).to_pydict()
-    {'retired': [True, False, False], 'retired_by_run': ['a', None, None]}
+
+def plain_types(table: pa.Table) -> pa.Table:
+    """Engine-specific types (string views, large lists) as the plain types every tool reads.
+
+    >>> plain_types(pa.table({"a": pa.array(["x"], pa.string_view())})).schema.field("a").type
+    DataType(string)
     """
-    cols = RETIRE_COLUMNS.get(name)
-    if cols is None or cols[0] not in table.column_names or cols[1] not in table.column_names:
-        return table
-    flag_name, by_name = cols
-    flag, by = table.column(flag_name), table.column(by_name)
-    by_committed = pc.fill_null(
-        pc.is_in(by, value_set=pa.array(sorted(committed), pa.string())), False
-    )
-    eff = pc.and_(pc.fill_null(flag, False), by_committed)
-    table = table.set_column(table.schema.get_field_index(flag_name), flag_name, eff)
-    by_eff = pc.if_else(eff, by, pa.scalar(None, pa.string()))
-    return table.set_column(table.schema.get_field_index(by_name), by_name, by_eff)
+    schema = pa.schema([pa.field(f.name, _plain(f.type), f.nullable) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snapshot:
-    """The committed runs at one ``runs`` version, and committed-filtered reads of every table."""
+    """The committed runs at one ``runs`` version, and committed-view reads of every table."""
 
     store: CatalogStore
     version: int
     all_runs: pa.Table  # every runs row at ``version`` (failed runs too)
     committed: frozenset[str]
+    _session: SqlSession | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, store: CatalogStore, as_of: AsOf = None) -> Snapshot:
         """Read the ``runs`` table (at ``as_of``) once; raises :class:`CatalogError` if absent."""
         if not store.exists():
             raise CatalogError(f"no catalog under {store.out}: run a build into it first")
+        store.ensure()  # tables added by a newer version (e.g. documents) are created empty
         version = store.version("runs", as_of)
         runs = store.read("runs", as_of=version)
         if runs.num_rows:
@@ -97,22 +83,51 @@ class Snapshot:
         )
         return cls(store, version, runs, committed)
 
+    @property
+    def session(self) -> SqlSession:
+        """The SQL session of this snapshot, with every view created (made once, on first use)."""
+        if self._session is None:
+            s = self.store.session(self.version)
+            for name in SCHEMAS:
+                s.create_view(name, view_sql(name, s.dialect))
+            for derived in DERIVED_VIEWS:
+                s.create_view(derived, derived_sql(derived, s.prefix))
+            self._session = s
+        return self._session
+
+    def sql(self, query: str) -> pa.Table:
+        """Run ``query`` over the committed views (``packs`` … ``runs``, ``series``, ``studies``)."""
+        try:
+            return plain_types(self.session.execute(query))
+        except Exception as exc:
+            raise CatalogError(f"SQL failed on the catalog of {self.store.out}: {exc}") from exc
+
     def runs(self, *, include_failed: bool = False) -> pa.Table:
         """Committed runs (plus failed ones with ``include_failed``), in commit order."""
         if include_failed:
             return self.all_runs
         return self.all_runs.filter(pc.equal(self.all_runs.column("status"), COMMITTED))
 
-    def table(self, name: TableName, *, columns: Sequence[str] | None = None) -> pa.Table:
-        """Rows of committed runs only, with effective retirement flags; optionally projected."""
-        if name == "runs":
+    def table(
+        self, name: TableName, *, columns: Sequence[str] | None = None, where: str | None = None
+    ) -> pa.Table:
+        """Committed rows of ``name`` (effective retirement flags), optionally projected/filtered.
+
+        ``where`` is a SQL condition over the view's columns (the engine's dialect).
+        """
+        if name == "runs" and where is None:
             t = self.runs()
             return t.select(list(columns)) if columns is not None else t
-        wanted = list(columns) if columns is not None else [f.name for f in SCHEMAS[name]]
-        needed = list(dict.fromkeys([*wanted, "run_id", *RETIRE_COLUMNS.get(name, ())]))
-        raw = self.store.read(name, columns=needed)
-        mask = pc.is_in(
-            raw.column("run_id"), value_set=pa.array(sorted(self.committed), pa.string())
+        if name not in VIEWS:
+            raise CatalogError(f"unknown catalog table {name!r}")
+        schema = SCHEMAS[name]
+        wanted = list(columns) if columns is not None else schema.names
+        q = self.session.dialect.quote
+        sql = f"SELECT {', '.join(q(c) for c in wanted)} FROM {name}"
+        if where:
+            sql += f" WHERE {where}"
+        table = self.sql(sql)
+        return pa.table(
+            [table.column(i).cast(schema.field(c).type) for i, c in enumerate(wanted)],
+            names=wanted,
         )
-        kept = raw.filter(pc.fill_null(mask, False))
-        return effective_flags(kept, name, self.committed).select(wanted)

@@ -27,18 +27,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from ..errors import CatalogError
+from ..session import DELTA_EXTENSION
 from .schema import SCHEMAS, TABLES, TableName, conform
-from .snapshot import RETIRE_COLUMNS, Snapshot
 from .store import (
     PLAIN_TABLE_PROPERTIES,
     AsOf,
     CatalogStore,
     DeltaRsStore,
     RetryPolicy,
+    Rows,
     catalog_root,
     retrying,
     sql_str,
 )
+from .views import Dialect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -47,12 +49,9 @@ __all__ = [
     "DELTA_EXTENSION",
     "SparkDeltaStore",
     "catalog_store",
-    "delta_frames",
     "has_delta",
     "spark_ddl",
 ]
-
-DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 
 _CONFLICTS = (
     "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
@@ -96,7 +95,8 @@ def _is_conflict(exc: BaseException) -> bool:
 
 _DDL_TYPES = {
     pa.string(): "STRING", pa.int64(): "BIGINT", pa.int32(): "INT", pa.bool_(): "BOOLEAN",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMP",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP", pa.float64(): "DOUBLE", pa.date32(): "DATE",
+    pa.list_(pa.float64()): "ARRAY<DOUBLE>", pa.list_(pa.string()): "ARRAY<STRING>",
 }  # fmt: skip
 
 
@@ -123,12 +123,14 @@ class SparkDeltaStore:
         *,
         catalog_name: str | None = None,
         retry: RetryPolicy | None = None,
+        view_prefix: str = "",
     ) -> None:
         self.spark = spark
         self.out = os.path.abspath(out)
         self.root = catalog_root(self.out)
         self.catalog_name = catalog_name
         self.retry = retry or RetryPolicy()
+        self.view_prefix = view_prefix  # temp views of :meth:`session` are ``<prefix><name>``
 
     def __repr__(self) -> str:
         return f"SparkDeltaStore({self.out!r}, catalog_name={self.catalog_name!r})"
@@ -222,12 +224,17 @@ class SparkDeltaStore:
         schema = SCHEMAS[name]
         return pa.table({c: table.column(c).cast(schema.field(c).type) for c in columns})
 
-    def append(self, name: TableName, data: pa.Table, *, run_id: str) -> int:
+    def append(self, name: TableName, data: Rows, *, run_id: str) -> int:
         tag = f"iac_run_id={run_id}"
-        df = self.spark.createDataFrame(conform(name, data))
+        # a streamed append is collected here: Spark builds the DataFrame from driver memory anyway
+        table = data().read_all() if callable(data) else data
+        df = self.spark.createDataFrame(conform(name, table))
 
         def write() -> None:
-            writer = df.write.format("delta").mode("append").option("userMetadata", tag)
+            writer = (
+                df.write.format("delta").mode("append").option("userMetadata", tag)
+                .option("mergeSchema", "true")  # older catalogs gain the new columns
+            )  # fmt: skip
             if self.catalog_name:
                 writer.saveAsTable(self.location(name))
             else:
@@ -261,6 +268,33 @@ class SparkDeltaStore:
         stmt = f"DELETE FROM {self._ref(name)} WHERE {predicate}"
         return self._dml(f"delete from {self.location(name)}", stmt)
 
+    def session(self, runs_version: int | None) -> SparkSqlSession:
+        return SparkSqlSession(self, runs_version)
+
+
+class SparkSqlSession:
+    """Spark SQL over the raw Spark Delta tables; views are session temp views ``<prefix><name>``."""
+
+    def __init__(self, store: SparkDeltaStore, runs_version: int | None) -> None:
+        self.spark = store.spark
+        self.prefix = store.view_prefix
+
+        def ref(name: str) -> str:
+            base = store._ref(name)  # type: ignore[arg-type]
+            return (
+                f"{base} VERSION AS OF {runs_version}"
+                if name == "runs" and runs_version is not None
+                else base
+            )
+
+        self.dialect = Dialect(ref=ref, quote=lambda c: "`" + c.replace("`", "``") + "`")
+
+    def execute(self, sql: str) -> pa.Table:
+        return self.spark.sql(sql).toArrow()
+
+    def create_view(self, name: str, select: str) -> None:
+        self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{self.prefix}{name}` AS {select}")
+
 
 def _affected(df: DataFrame) -> int:
     try:
@@ -268,37 +302,6 @@ def _affected(df: DataFrame) -> int:
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
     except Exception:
         return 0
-
-
-def delta_frames(store: SparkDeltaStore, snap: Snapshot) -> dict[str, DataFrame]:
-    """Committed-filtered Spark DataFrames of the five tables (read by Spark Delta, not collected)."""
-    from pyspark.sql import functions as F
-
-    committed = sorted(snap.committed)
-    frames: dict[str, DataFrame] = {}
-    for name in TABLES:
-        if name == "runs":
-            df = store._reader("runs", snap.version).where(F.col("status") == F.lit("committed"))
-        else:
-            df = store._reader(name).where(
-                F.col("run_id").isin(committed) if committed else F.lit(False)
-            )
-        cols = RETIRE_COLUMNS.get(name)
-        if cols is not None:
-            flag, by = cols
-            eff = (
-                F.coalesce(F.col(flag) & F.col(by).isin(committed), F.lit(False))
-                if committed
-                else F.lit(False)
-            )
-            df = (
-                df.withColumn("__iac_eff", eff)
-                .withColumn(by, F.when(F.col("__iac_eff"), F.col(by)))
-                .withColumn(flag, F.col("__iac_eff"))
-                .drop("__iac_eff")
-            )
-        frames[name] = df.select(*[f.name for f in SCHEMAS[name]])
-    return frames
 
 
 def catalog_store(

@@ -34,18 +34,23 @@ from datetime import datetime
 from typing import Protocol, TypeAlias, TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import CatalogError
 from .schema import SCHEMAS, TABLES, TableName, conform
+from .views import Dialect
 
 __all__ = [
     "CATALOG_DIR",
+    "RAW_PREFIX",
     "AsOf",
     "CatalogStore",
+    "DataFusionSession",
     "DeltaRsStore",
     "RetryPolicy",
+    "Rows",
+    "SqlSession",
     "catalog_root",
     "retrying",
     "sql_list",
@@ -64,6 +69,9 @@ AsOf: TypeAlias = int | datetime | str | None
 PLAIN_TABLE_PROPERTIES: dict[str, str] = {"delta.enableDeletionVectors": "false"}
 
 T = TypeVar("T")
+
+#: Rows to append: a table, or a callable returning a reader (called again on a retry).
+Rows: TypeAlias = pa.Table | Callable[[], pa.RecordBatchReader]
 
 
 def catalog_root(out: str) -> str:
@@ -148,6 +156,47 @@ def retrying(
             time.sleep(delay)
 
 
+#: DataFusion name prefix of the unfiltered Delta tables behind the views.
+RAW_PREFIX = "_iac_raw_"
+
+
+class SqlSession(Protocol):
+    """SQL over the raw catalog tables, with ``runs`` pinned at one version."""
+
+    dialect: Dialect
+    prefix: str  # views are created as ``<prefix><name>``
+
+    def execute(self, sql: str) -> pa.Table:
+        """Run one statement; the result as an Arrow table."""
+        ...
+
+    def create_view(self, name: str, select: str) -> None:
+        """Make ``select`` queryable as ``name`` in this session."""
+        ...
+
+
+class DataFusionSession:
+    """A DataFusion (``deltalake.QueryBuilder``) session over the raw delta-rs tables."""
+
+    prefix = ""
+
+    def __init__(self, store: DeltaRsStore, runs_version: int | None) -> None:
+        self.qb = QueryBuilder()
+        for name in TABLES:
+            version = runs_version if name == "runs" else None
+            self.qb.register(f"{RAW_PREFIX}{name}", store.delta_table(name, version))
+        self.dialect = Dialect(
+            ref=lambda name: f"{RAW_PREFIX}{name}",
+            quote=lambda c: '"' + c.replace('"', '""') + '"',
+        )
+
+    def execute(self, sql: str) -> pa.Table:
+        return pa.table(self.qb.execute(sql).read_all())
+
+    def create_view(self, name: str, select: str) -> None:
+        self.qb.execute(f"CREATE VIEW {name} AS {select}").read_all()
+
+
 class CatalogStore(Protocol):
     """What the catalog needs from a Delta engine (delta-rs or Spark Delta)."""
 
@@ -175,8 +224,12 @@ class CatalogStore(Protocol):
         """All rows of ``name`` (raw: uncommitted runs included), contract types."""
         ...
 
-    def append(self, name: TableName, data: pa.Table, *, run_id: str) -> int:
-        """Append ``data`` in one commit tagged with ``run_id``; returns the committed version."""
+    def append(self, name: TableName, data: Rows, *, run_id: str) -> int:
+        """Append ``data`` in one commit tagged with ``run_id``; returns the committed version.
+
+        ``data`` is a table, or a zero-argument callable returning a ``RecordBatchReader`` of
+        the table's schema (called again if the commit is retried), so large appends stream.
+        """
         ...
 
     def update(self, name: TableName, *, predicate: str, updates: Mapping[str, str]) -> int:
@@ -185,6 +238,10 @@ class CatalogStore(Protocol):
 
     def delete(self, name: TableName, *, predicate: str) -> int:
         """``DELETE FROM name WHERE predicate``; returns rows deleted."""
+        ...
+
+    def session(self, runs_version: int | None) -> SqlSession:
+        """A SQL session over the raw tables with ``runs`` at ``runs_version``."""
         ...
 
 
@@ -263,20 +320,26 @@ class DeltaRsStore:
         schema = SCHEMAS[name]
         return pa.table({c: table.column(c).cast(schema.field(c).type) for c in columns})
 
-    def append(self, name: TableName, data: pa.Table, *, run_id: str) -> int:
+    def append(self, name: TableName, data: Rows, *, run_id: str) -> int:
         path = self.location(name)
-        data = conform(name, data)
+        table = None if callable(data) else conform(name, data)
         props = CommitProperties(custom_metadata={"iac_run_id": run_id, "iac_table": name})
 
         def write() -> int:
             # Writing through a DeltaTable object leaves it at exactly the version this commit
             # created (history() may mislabel versions while other writers commit).
             dt = self.delta_table(name)
-            write_deltalake(dt, data, mode="append", commit_properties=props)
+            payload = table if table is not None else data()
+            # schema_mode="merge": a catalog made by an older version gains the new columns
+            write_deltalake(
+                dt, payload, mode="append", schema_mode="merge", commit_properties=props
+            )
             return int(dt.version())
 
         return retrying(
-            f"append {data.num_rows} rows of run {run_id} to {path}", write, policy=self.retry
+            f"append {'streamed' if table is None else table.num_rows} rows of run {run_id} to {path}",
+            write,
+            policy=self.retry,
         )
 
     def update(self, name: TableName, *, predicate: str, updates: Mapping[str, str]) -> int:
@@ -296,3 +359,6 @@ class DeltaRsStore:
             return int(metrics.get("num_deleted_rows", 0))
 
         return retrying(f"delete from {path} where {predicate[:200]}", run, policy=self.retry)
+
+    def session(self, runs_version: int | None) -> DataFusionSession:
+        return DataFusionSession(self, runs_version)

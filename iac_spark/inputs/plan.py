@@ -1,13 +1,12 @@
-"""Plan scan partitions on the driver, balanced by bytes, splitting big zips by member ranges.
+"""Plan scan partitions on the driver, balanced by weight, splitting big zips by member ranges.
 
-A member's weight is its compressed size plus a fixed per-member cost
-(:data:`MEMBER_COST`), because a metadata scan spends about the same time on
-every header whatever the pixel size.
+Weights come from :func:`~iac_spark.inputs.survey.survey` (one central-directory read per zip).
 
 Example:
     >>> from iac_spark.inputs.discover import InputFile
+    >>> from iac_spark.inputs.survey import survey
     >>> files = [InputFile("/d/a.dcm", 1000, 0.0, "file"), InputFile("/d/b.dcm", 1000, 0.0, "file")]
-    >>> [len(p) for p in plan_partitions(files, num_partitions=2)]
+    >>> [len(p) for p in plan_partitions(survey(files), num_partitions=2)]
     [1, 1]
 """
 
@@ -15,17 +14,28 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-from .archives import list_members
-from .discover import InputFile
-from .scan import ScanUnit
+from .survey import Source
 
-__all__ = ["MEMBER_COST", "default_parallelism", "plan_partitions", "plan_units"]
+__all__ = ["ScanUnit", "default_parallelism", "plan_partitions", "plan_units"]
 
-#: Weight added per member (bytes-equivalent of parsing one header).
-MEMBER_COST = 64 * 1024
+
+@dataclass(frozen=True)
+class ScanUnit:
+    """A picklable piece of scan work: a whole bare file, or members ``[start, stop)`` of a zip.
+
+    ``start``/``stop`` index :func:`~iac_spark.inputs.archives.list_members` (``stop=None``:
+    to the end); ``weight`` is what the planner balanced on.
+    """
+
+    path: str
+    kind: Literal["zip", "file"]
+    start: int = 0
+    stop: int | None = None
+    weight: int = 0
 
 
 def default_parallelism() -> int:
@@ -38,37 +48,25 @@ def default_parallelism() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def _zip_weights(path: str) -> list[int] | None:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return [m.compress_size + MEMBER_COST for m in list_members(zf)]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return None
-
-
-def plan_units(files: Sequence[InputFile], target: int) -> list[ScanUnit]:
+def plan_units(sources: Sequence[Source], target: int) -> list[ScanUnit]:
     """Cut inputs into units of at most ``target`` weight (a zip splits by member ranges)."""
     units: list[ScanUnit] = []
-    for f in files:
-        if f.kind == "file":
-            units.append(ScanUnit(f.path, "file", weight=f.size + MEMBER_COST))
-            continue
-        weights = _zip_weights(f.path)
-        if weights is None:  # unreadable: one unit, the executor reports the error row
-            units.append(ScanUnit(f.path, "zip", weight=f.size + MEMBER_COST))
+    for s in sources:
+        if s.weights is None:  # bare file, or unreadable zip: the scan reports its error row
+            units.append(ScanUnit(s.path, s.file.kind, weight=s.total_weight))
             continue
         start, acc = 0, 0
-        for i, w in enumerate(weights):
+        for i, w in enumerate(s.weights):
             if acc and acc + w > target:
-                units.append(ScanUnit(f.path, "zip", start, i, acc))
+                units.append(ScanUnit(s.path, "zip", start, i, acc))
                 start, acc = i, 0
             acc += w
-        units.append(ScanUnit(f.path, "zip", start, None, acc))
+        units.append(ScanUnit(s.path, "zip", start, None, acc))
     return units
 
 
 def plan_partitions(
-    files: Sequence[InputFile],
+    sources: Sequence[Source],
     *,
     max_partition_bytes: int = 128 * 1024**2,
     num_partitions: int | None = None,
@@ -78,12 +76,12 @@ def plan_partitions(
     Without ``num_partitions`` the count is the larger of ``total / max_partition_bytes``
     and :func:`default_parallelism` (so small inputs still use every core).
     """
-    if not files:
+    if not sources:
         return []
-    total = sum(f.size + MEMBER_COST for f in files)
+    total = sum(s.total_weight for s in sources)
     wanted = num_partitions or max(math.ceil(total / max_partition_bytes), default_parallelism())
     target = max(1, min(max_partition_bytes, math.ceil(total / wanted)))
-    units = plan_units(files, target)
+    units = plan_units(sources, target)
     wanted = min(wanted, len(units))
     share = sum(u.weight for u in units) / wanted
     parts: list[list[ScanUnit]] = [[]]

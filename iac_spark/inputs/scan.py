@@ -1,23 +1,32 @@
-"""Scan planned units (a zip's member range, or a bare file) into ``zipdcm`` rows.
+"""Walk planned scan units (a zip's member range, or a bare file) and decide every member's fate.
 
-This is the whole of the ``zipdcm`` reader minus Spark: :func:`scan_unit` yields
-one tuple per member in :data:`COLUMNS` order. Every member ends in exactly one
-of: a parsed row, an error row (``error`` = ``"ErrorClass: message"`` naming file
-and member), or a skip counted in :class:`ScanStats` (plainly not DICOM, such as
-``LICENSE.txt``). Nothing is dropped silently: DROPMALFORMED drops error rows but
-still counts them.
+This is the whole of a Spark file source minus Spark, for any payload kind: the walk over
+archives, nested zips and bare files is here; what a member *is* comes from a
+:class:`MemberParser` (DICOM headers in :mod:`iac_spark.dicom.rows`, clinical notes in
+:mod:`iac_spark.text.rows`). :func:`scan_unit` yields one tuple per member:
+
+    ``(path, member, size, crc32, *parser.columns, status, error[, content])``
+
+Every member gets exactly one fate, decided here and counted per source in
+:class:`ScanStats`: ``ok`` (parsed), ``error`` (``error`` = ``"ErrorClass: message"`` naming
+file and member) or ``skipped`` (plainly not this payload, e.g. ``LICENSE.txt``; rows only with
+``include_skipped``). A nested zip is a container, not a member: its members count instead.
+DROPMALFORMED drops error rows but still counts them; FAILFAST raises the first error.
 
 Example:
-    >>> import io, zipfile, tempfile, os
+    >>> import zipfile, tempfile, os
     >>> from pydicom.data import get_testdata_file
+    >>> from iac_spark.dicom.rows import DicomParser
     >>> d = tempfile.mkdtemp(); z = os.path.join(d, "a.zip")
     >>> with zipfile.ZipFile(z, "w") as zf:
     ...     zf.write(get_testdata_file("CT_small.dcm"), "s/ct.dcm")
     ...     zf.writestr("LICENSE.txt", "CC BY 4.0")
     >>> stats = ScanStats()
-    >>> rows = list(scan_unit(ScanUnit(z, "zip"), stats=stats))
-    >>> [(r[1], r[8], r[-1]) for r in rows], stats.skipped
-    ([('s/ct.dcm', 'CT', None)], 1)
+    >>> rows = list(scan_unit(ScanUnit(z, "zip"), DicomParser(), stats=stats, include_skipped=True))
+    >>> [(r[1], r[-2]) for r in rows]
+    [('s/ct.dcm', 'ok'), ('LICENSE.txt', 'skipped')]
+    >>> stats.counts[z]
+    SourceCounts(members=2, ok=1, errors=0, skipped=1)
 """
 
 from __future__ import annotations
@@ -27,108 +36,158 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
+
+import pyarrow as pa
 
 from ..errors import CorruptZipError, MemberError, error_text, location
-from .archives import MemberInfo, list_members, looks_like_zip_name, read_bounded
-from ..dicom.header import Header, is_plainly_not_dicom, parse_header
-from ..dicom.dicom_json import JsonEncoderCache
+from .archives import MemberInfo, join_member, list_members, looks_like_zip_name, read_bounded
+from .plan import ScanUnit
 
 __all__ = [
-    "COLUMNS",
+    "BASE_COLUMNS",
+    "ERROR",
+    "OK",
+    "SKIPPED",
+    "MemberParser",
     "Mode",
     "ScanStats",
     "ScanUnit",
+    "SourceCounts",
+    "rows_to_batch",
+    "scan_columns",
+    "scan_schema",
     "scan_unit",
 ]
 
 Mode = Literal["PERMISSIVE", "DROPMALFORMED", "FAILFAST"]
+Status = Literal["ok", "error", "skipped"]
+OK: Status = "ok"
+ERROR: Status = "error"
+SKIPPED: Status = "skipped"
 
-#: Output columns in contract order (``content`` is appended only when requested).
-COLUMNS: tuple[str, ...] = (
-    "path",
-    "member",
-    "size",
-    "crc32",
-    "sop_instance_uid",
-    "series_instance_uid",
-    "study_instance_uid",
-    "patient_id",
-    "modality",
-    "sop_class_uid",
-    "transfer_syntax_uid",
-    "instance_number",
-    "rows",
-    "columns",
-    "number_of_frames",
-    "has_pixel_data",
-    "meta",
-    "error",
+#: Columns every scan row starts with.
+BASE_COLUMNS: tuple[str, ...] = ("path", "member", "size", "crc32")
+_BASE_SCHEMA = pa.schema(
+    [("path", pa.string()), ("member", pa.string()), ("size", pa.int64()), ("crc32", pa.int64())]
 )
+_TAIL_SCHEMA = pa.schema([("status", pa.string()), ("error", pa.string())])
 
 _HEAD = 132
 _NESTED_MAGIC = b"PK\x03\x04"
 
 
-@dataclass(frozen=True)
-class ScanUnit:
-    """A picklable piece of work: a whole bare file, or members ``[start, stop)`` of a zip.
+class MemberParser(Protocol):
+    """What a payload kind tells the scanner: its columns, what it skips, how it parses.
 
-    ``start``/``stop`` index :func:`~iac_spark.inputs.archives.list_members` (``stop=None``:
-    to the end); ``weight`` is what the planner balanced on.
+    ``parse`` gets the member's location, its declared size, the first bytes already read
+    (``head``), the whole bytes when ``whole_member`` is true (else None) and ``fetch(n)``
+    returning the next ``n`` bytes of the stream. It returns the values of ``schema`` in order
+    or raises a :class:`~iac_spark.errors.MemberError` (an error row).
     """
 
-    path: str
-    kind: Literal["zip", "file"]
-    start: int = 0
-    stop: int | None = None
-    weight: int = 0
+    schema: pa.Schema
+    whole_member: bool
+
+    def skips(self, name: str, head: bytes) -> bool:
+        """True for a member that is plainly not this payload (counted as skipped)."""
+        ...
+
+    def parse(
+        self,
+        where: str,
+        name: str,
+        size: int,
+        head: bytes,
+        data: bytes | None,
+        fetch: Callable[[int], bytes],
+    ) -> tuple[Any, ...]:
+        """The payload column values of one member."""
+        ...
+
+
+def scan_schema(parser: MemberParser, *, content: bool = False) -> pa.Schema:
+    """Arrow schema of the rows :func:`scan_unit` yields with ``parser``."""
+    fields = [*_BASE_SCHEMA, *parser.schema, *_TAIL_SCHEMA]
+    if content:
+        fields.append(pa.field("content", pa.binary()))
+    return pa.schema(fields)
+
+
+def scan_columns(parser: MemberParser, *, content: bool = False) -> tuple[str, ...]:
+    """Column names of :func:`scan_schema`."""
+    return tuple(scan_schema(parser, content=content).names)
+
+
+@dataclass(slots=True)
+class SourceCounts:
+    """Fates of one source's members: ``members == ok + errors + skipped``."""
+
+    members: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    def add(self, other: SourceCounts) -> None:
+        """Add ``other`` in place (a zip split over several units)."""
+        self.members += other.members
+        self.ok += other.ok
+        self.errors += other.errors
+        self.skipped += other.skipped
 
 
 @dataclass
 class ScanStats:
-    """Per-unit counts: every member is exactly one of rows-ok, errors or skipped."""
+    """Per-source counts of every member seen (kept even when rows are dropped)."""
 
-    members: int = 0
-    parsed: int = 0
-    errors: int = 0
-    skipped: int = 0
-    skipped_names: list[str] = field(default_factory=list)
+    counts: dict[str, SourceCounts] = field(default_factory=dict)
 
+    def source(self, path: str) -> SourceCounts:
+        c = self.counts.get(path)
+        if c is None:
+            c = self.counts[path] = SourceCounts()
+        return c
 
-def _row(
-    path: str,
-    member: str | None,
-    size: int | None,
-    crc: int | None,
-    header: Header | None,
-    error: str | None,
-    content: bytes | None,
-    want_content: bool,
-) -> tuple[Any, ...]:
-    if header is None:
-        base: tuple[Any, ...] = (path, member, size, crc) + (None,) * 13 + (error,)
-    else:
-        h = header
-        base = (
-            path, member, size, crc,
-            h.sop_instance_uid, h.series_instance_uid, h.study_instance_uid, h.patient_id,
-            h.modality, h.sop_class_uid, h.transfer_syntax_uid, h.instance_number,
-            h.rows, h.columns, h.number_of_frames, h.has_pixel_data, h.meta, error,
-        )  # fmt: skip
-    return (*base, content) if want_content else base
+    @property
+    def total(self) -> SourceCounts:
+        out = SourceCounts()
+        for c in self.counts.values():
+            out.add(c)
+        return out
 
 
 class _Scanner:
     """Holds the per-unit settings so the per-member path stays flat."""
 
     def __init__(
-        self, content: bool, mode: Mode, cache: JsonEncoderCache, stats: ScanStats
+        self,
+        parser: MemberParser,
+        mode: Mode,
+        content: bool,
+        include_skipped: bool,
+        stats: ScanStats,
     ) -> None:
-        self.content = content
+        self.parser = parser
         self.mode = mode
-        self.cache = cache
+        self.content = content
+        self.include_skipped = include_skipped
         self.stats = stats
+        self.blank = (None,) * len(parser.schema)
+        self.whole = parser.whole_member or content
+
+    def _row(
+        self,
+        path: str,
+        member: str | None,
+        size: int | None,
+        crc: int | None,
+        payload: tuple[Any, ...],
+        status: Status,
+        error: str | None,
+        data: bytes | None,
+    ) -> tuple[Any, ...]:
+        row = (path, member, size, crc, *payload, status, error)
+        return (*row, data) if self.content else row
 
     def error(
         self,
@@ -139,11 +198,13 @@ class _Scanner:
         crc: int | None,
         data: bytes | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        self.stats.errors += 1
+        c = self.stats.source(path)
+        c.members += 1
+        c.errors += 1
         if self.mode == "FAILFAST":
             raise exc
         if self.mode == "PERMISSIVE":
-            yield _row(path, member, size, crc, None, error_text(exc), data, self.content)
+            yield self._row(path, member, size, crc, self.blank, ERROR, error_text(exc), data)
 
     def zip_archive(
         self, zf: zipfile.ZipFile, path: str, prefix: str | None, start: int, stop: int | None
@@ -154,12 +215,11 @@ class _Scanner:
     def zip_member(
         self, zf: zipfile.ZipFile, m: MemberInfo, path: str, prefix: str | None
     ) -> Iterator[tuple[Any, ...]]:
-        name = m.name if prefix is None else f"{prefix}!{m.name}"
+        name = join_member(prefix, m.name)
         where = location(path, name)
         try:
             stream: IO[bytes] = zf.open(m.info)
         except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, ValueError) as exc:
-            self.stats.members += 1
             yield from self.error(
                 CorruptZipError(f"{where}: cannot open member: {exc}"), path, name, m.size, m.crc32
             )
@@ -171,10 +231,10 @@ class _Scanner:
         self, stream: IO[bytes], path: str, name: str | None, size: int, crc: int | None, where: str
     ) -> Iterator[tuple[Any, ...]]:
         """One member or bare file; ``crc`` is None for bare files (computed here)."""
-        self.stats.members += 1
         data: bytes | None = None
+        label = name if name is not None else path
         try:
-            if self.content or crc is None:
+            if self.whole or crc is None:
                 data = read_bounded(stream, size, where)
                 if len(data) < size:
                     raise CorruptZipError(f"{where}: member ends after {len(data)} of {size} bytes")
@@ -184,12 +244,14 @@ class _Scanner:
             else:
                 head = stream.read(min(size, _HEAD))
             if (name is not None and looks_like_zip_name(name)) or head[:4] == _NESTED_MAGIC:
-                self.stats.members -= 1  # a nested zip is a container: its members count instead
                 yield from self.nested(stream, data, head, path, name, size, crc, where)
                 return
-            if is_plainly_not_dicom(name if name is not None else path, head):
-                self.stats.skipped += 1
-                self.stats.skipped_names.append(name if name is not None else path)
+            if self.parser.skips(label, head):
+                c = self.stats.source(path)
+                c.members += 1
+                c.skipped += 1
+                if self.include_skipped:
+                    yield self._row(path, name, size, crc, self.blank, SKIPPED, None, None)
                 return
             if data is not None:
                 view = io.BytesIO(data)
@@ -197,7 +259,7 @@ class _Scanner:
                 fetch: Callable[[int], bytes] = view.read
             else:
                 fetch = stream.read
-            header = parse_header(fetch, size, where, head=head, cache=self.cache)
+            payload = self.parser.parse(where, label, size, head, data, fetch)
         except MemberError as exc:
             yield from self.error(exc, path, name, size, crc, data)
             return
@@ -206,8 +268,10 @@ class _Scanner:
                 CorruptZipError(f"{where}: cannot inflate member: {exc}"), path, name, size, crc
             )
             return
-        self.stats.parsed += 1
-        yield _row(path, name, size, crc, header, None, data, self.content)
+        c = self.stats.source(path)
+        c.members += 1
+        c.ok += 1
+        yield self._row(path, name, size, crc, payload, OK, None, data)
 
     def nested(
         self,
@@ -225,11 +289,9 @@ class _Scanner:
                 data = head + read_bounded(stream, size - len(head), where)
             inner = zipfile.ZipFile(io.BytesIO(data))
         except MemberError as exc:
-            self.stats.members += 1
             yield from self.error(exc, path, name, size, crc)
             return
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-            self.stats.members += 1
             yield from self.error(
                 CorruptZipError(f"{where}: nested zip cannot be opened: {exc}"),
                 path,
@@ -244,23 +306,21 @@ class _Scanner:
 
 def scan_unit(
     unit: ScanUnit,
+    parser: MemberParser,
     *,
     content: bool = False,
     mode: Mode = "PERMISSIVE",
-    cache: JsonEncoderCache | None = None,
+    include_skipped: bool = False,
     stats: ScanStats | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield ``zipdcm`` rows for one unit; see the module docstring for the guarantees."""
-    scanner = _Scanner(
-        content, mode, cache if cache is not None else JsonEncoderCache(), stats or ScanStats()
-    )
+    """Yield the rows of one unit; see the module docstring for the guarantees."""
+    scanner = _Scanner(parser, mode, content, include_skipped, stats or ScanStats())
     if unit.kind == "file":
         try:
             fh = open(unit.path, "rb")  # noqa: SIM115 - closed below
             size = fh.seek(0, io.SEEK_END)
             fh.seek(0)
         except OSError as exc:
-            scanner.stats.members += 1
             yield from scanner.error(
                 CorruptZipError(f"{unit.path}: cannot open file: {exc}"),
                 unit.path,
@@ -275,7 +335,6 @@ def scan_unit(
     try:
         zf = zipfile.ZipFile(unit.path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        scanner.stats.members += 1
         yield from scanner.error(
             CorruptZipError(f"{unit.path}: not a readable zip archive: {exc}"),
             unit.path,
@@ -286,3 +345,15 @@ def scan_unit(
         return
     with zf:
         yield from scanner.zip_archive(zf, unit.path, None, unit.start, unit.stop)
+
+
+def rows_to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    """Row tuples (as :func:`scan_unit` yields them) → one Arrow record batch of ``schema``.
+
+    >>> rows_to_batch([("/a.dcm", None, 3, 7)], _BASE_SCHEMA).num_rows
+    1
+    """
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(cols[i], type=schema.field(i).type) for i in range(len(schema))], schema=schema
+    )

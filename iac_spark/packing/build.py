@@ -1,60 +1,126 @@
-"""``build_packs``: a ``zipdcm`` DataFrame → published ``.iac`` packs (+ a manifest).
+"""The build core: sources → scan tasks → plan → pack tasks → merge → published packs.
 
-Flow (DESIGN.md "Packs"):
+One orchestration for every payload kind and layout, engine-free (DESIGN.md "Build core"):
 
-1. collect the header-only scan columns (no ``meta``, no ``content``) on the driver;
-2. plan: errors, duplicates and conflicts; whole patients onto tasks, balanced by bytes;
-3. run one Spark task per plan task (``spark.range(n, numPartitions=n).mapInArrow``):
-   each reads its members straight from the archives, so the bytes move once and
-   never through a shuffle, and writes segments named by task attempt;
-4. merge the segments of the successful attempts (the only ones whose results Spark
-   returns) into packs; remove staging. Any failure removes what this run published.
+1. **scan**: the sources' units (planned from one central-directory read per zip) run as scan
+   tasks on the executor; each writes its rows to ``OUT/_staging/<run_id>/scan/`` and reports
+   exact per-source counts (skipped members of nested zips included);
+2. **plan** (driver, columnar): errors, duplicates and conflicts; whole patients onto tasks,
+   balanced by bytes; task files under ``OUT/_staging/<run_id>/tasks/``;
+3. **pack**: one pack task per plan task on the executor; each reads its members straight
+   from the archives (the bytes move once, never through the driver) and writes segments named
+   by task attempt;
+4. **merge**: the segments of the successful attempts (the only results an executor returns)
+   become packs under ``OUT/packs/<dataset>/``. Any failure removes what this run published.
+
+Every member ends in exactly one fate, and the build checks it per source before it returns:
+``members == packed + duplicates + errors + skipped``.
 
 Example:
-    >>> import iac_spark
-    >>> spark = iac_spark.local_session()                                  # doctest: +SKIP
-    >>> df = spark.read.format("zipdcm").load("demo_data")                 # doctest: +SKIP
-    >>> result = iac_spark.build_packs(df, "demo_out", dataset="demo")     # doctest: +SKIP
-    >>> print(result.summary())                                            # doctest: +SKIP
-    run 20261122T210000Z-3f2a9c1d: 2 packs, 240 records (61.2 MB raw → 20.4 MB stored), 0 duplicates, 0 errors
+    >>> from iac_spark.packing import LocalExecutor, run_build                       # doctest: +SKIP
+    >>> from iac_spark.inputs import discover, survey                                # doctest: +SKIP
+    >>> result = run_build(survey(discover(["demo_data"])), "demo_out", executor=LocalExecutor())  # doctest: +SKIP
+    >>> print(result.summary())                                                      # doctest: +SKIP
+    run 20261122T210000Z-3f2a9c1d: 1 packs, 240 records (61.2 MB raw → 20.4 MB stored), 0 duplicates, ...
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import math
 import os
-import pickle
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..dicom.rows import DicomParser
 from ..errors import BuildError, OptionError
-from ..progress import SparkProgress
-from .layout import staging_dir
+from ..inputs.plan import plan_partitions
+from ..inputs.scan import MemberParser
+from ..inputs.survey import Source
+from .executor import Executor, Progress
+from .layout import LAYOUTS, RecordCodec, staging_dir
 from .merge import DEFAULT_PACK_TARGET_BYTES, PackInfo, merge_segments, remove_tree
-from .plan import PLAN_COLUMNS, BuildPlan, Conflict, Duplicate, ErrorRecord, plan_build
-from .shard import DEFAULT_SHARD_TARGET_BYTES, SegmentInfo
-from .task import TaskResult, run_task, write_task_spec
+from .plan import (
+    CONFLICT_SCHEMA,
+    DICOM_PLAN,
+    DUPLICATE_SCHEMA,
+    ISSUE_SCHEMA,
+    BuildPlan,
+    PlanKind,
+    plan_build,
+)
+from .scanning import ScanTaskResult, ScanTaskSpec, read_scan_columns, run_scan_task
+from .shard import DEFAULT_SHARD_TARGET_BYTES
+from .task import PackTaskSpec, TaskResult, run_pack_task
 
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
-
-__all__ = ["BuildResult", "build_packs", "new_run_id"]
+__all__ = [
+    "DICOM",
+    "BuildKind",
+    "BuildResult",
+    "BuildSettings",
+    "ScanPhase",
+    "SourceTally",
+    "build_from_scan",
+    "new_run_id",
+    "remove_staging",
+    "run_build",
+    "source_scan",
+]
 
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+#: Raw input bytes per pack task by default: enough for several full segments, small enough
+#: to balance and to retry cheaply.
+TASK_RAW_BYTES = 2 * 1024**3
 
 
 def new_run_id() -> str:
     """``<UTC time>-<8 hex>``: sortable by time, unique across concurrent builds."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class BuildKind:
+    """A payload kind: how its members are scanned, planned and turned into records."""
+
+    name: str  # "dicom" | "text"
+    parser: Callable[..., MemberParser]  # called with the kind's scan options
+    plan: PlanKind
+    layouts: tuple[str, ...]  # the first is the default
+    plan_columns: tuple[str, ...]  # scan columns the plan reads (plus status, error)
+
+
+DICOM = BuildKind(
+    name="dicom",
+    parser=DicomParser,
+    plan=DICOM_PLAN,
+    layouts=("dicom_p10",),
+    plan_columns=(*DICOM_PLAN.columns, "status", "error"),
+)
+
+
+@dataclass
+class SourceTally:
+    """Fates of one source's members in one build: ``members == packed + duplicates + errors + skipped``."""
+
+    members: int = 0
+    packed: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.members == self.packed + self.duplicates + self.errors + self.skipped
 
 
 @dataclass
@@ -64,14 +130,17 @@ class BuildResult:
     run_id: str
     out: str
     dataset: str
+    layout: str
     packs: list[PackInfo]
-    errors: list[ErrorRecord]
-    duplicates: list[Duplicate]
-    conflicts: list[Conflict]
-    scanned: int
+    issues: pa.Table  # ISSUE_SCHEMA: scan and pack errors
+    duplicates: pa.Table
+    conflicts: pa.Table
+    sources: dict[str, SourceTally]
     raw_bytes: int
     seconds: float
-    scan_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    plan_kind: PlanKind = DICOM_PLAN
+    staging: str = field(repr=False, default="")
+    scan_files: list[str] = field(repr=False, default_factory=list)
 
     @property
     def num_records(self) -> int:
@@ -81,198 +150,274 @@ class BuildResult:
     def stored_bytes(self) -> int:
         return sum(p.data_bytes for p in self.packs)
 
+    @property
+    def num_conflicting(self) -> int:
+        """Identities with more than one distinct copy."""
+        return len(set(self.conflicts.column("identity").to_pylist()))
+
+    @property
+    def scanned(self) -> int:
+        return sum(t.members for t in self.sources.values())
+
     def summary(self) -> str:
         """One line for logs and the CLI."""
         mb = 1024**2
         return (
             f"run {self.run_id}: {len(self.packs)} packs, {self.num_records} records "
             f"({self.raw_bytes / mb:.1f} MB raw → {self.stored_bytes / mb:.1f} MB stored), "
-            f"{len(self.duplicates)} duplicates, {len(self.conflicts)} conflicts, "
-            f"{len(self.errors)} errors, {self.seconds:.1f} s"
+            f"{self.duplicates.num_rows} duplicates, {self.num_conflicting} conflicts, "
+            f"{self.issues.num_rows} errors, {self.seconds:.1f} s"
         )
 
-    def manifest(self) -> dict[str, Any]:
-        """JSON-ready manifest of the packs and their index rows (the catalog's input)."""
-        return {
-            "run_id": self.run_id,
-            "dataset": self.dataset,
-            "packs": [
-                {
-                    "pack_id": p.pack_id,
-                    "path": p.path,
-                    "num_records": p.num_records,
-                    "num_patients": p.num_patients,
-                    "num_series": p.num_series,
-                    "data_bytes": p.data_bytes,
-                    "file_bytes": p.file_bytes,
-                    "published_by": p.published_by,
-                    "index": p.index.to_pylist(),
-                }
-                for p in self.packs
-            ],
-            "errors": [e.__dict__ for e in self.errors],
-            "duplicates": [d.__dict__ for d in self.duplicates],
-            "conflicts": [
-                {"sop_instance_uid": c.sop_instance_uid, "members": c.members}
-                for c in self.conflicts
-            ],
-        }
+    def cleanup(self) -> None:
+        """Remove this build's staging (scan files included)."""
+        remove_staging(self.staging)
 
 
-def _runner(
-    staging: str, target: int, level: int, fail: dict[int, int]
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-        attempt_id = ctx.taskAttemptId() if ctx is not None else 0
-        attempt_number = ctx.attemptNumber() if ctx is not None else 0
-        for batch in batches:
-            out = []
-            for task_id in batch.column(0).to_pylist():
-                spec = os.path.join(staging, "plan", f"task-{task_id:05d}.json")
-                result = run_task(
-                    spec, staging, task_id=task_id, attempt_id=attempt_id,
-                    shard_target_bytes=target, zstd_level=level,
-                    fail_after_writing=attempt_number < fail.get(task_id, 0),
-                )  # fmt: skip
-                out.append(pickle.dumps(result))
-            yield pa.RecordBatch.from_arrays([pa.array(out, type=pa.binary())], names=["result"])
-
-    return run
-
-
-#: Raw input bytes per pack task by default: enough for several full segments, small enough
-#: to balance and to retry cheaply.
-TASK_RAW_BYTES = 2 * 1024**3
-
-
-def _default_tasks(spark: SparkSession, raw_bytes: int) -> int:
-    """One task per core, or one per :data:`TASK_RAW_BYTES` of input when that is more."""
-    try:
-        parallelism = int(spark.sparkContext.defaultParallelism)
-    except Exception:  # Spark Connect has no SparkContext
-        parallelism = os.cpu_count() or 2
-    return max(parallelism, math.ceil(raw_bytes / TASK_RAW_BYTES))
-
-
-def _check(name: str, value: int) -> int:
+def _check_positive(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise OptionError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
-def build_packs(
-    df: DataFrame,
+def remove_staging(staging: str) -> None:
+    """Remove ``OUT/_staging/<run_id>`` (and ``OUT/_staging`` if no other build uses it)."""
+    if not staging:
+        return
+    remove_tree(staging)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(staging))
+
+
+def _tally(
+    scans: Sequence[ScanTaskResult], plan: BuildPlan, packed: Counter[str], issues: pa.Table
+) -> dict[str, SourceTally]:
+    tally: dict[str, SourceTally] = {}
+    for r in scans:
+        for path, c in r.counts.items():
+            t = tally.setdefault(path, SourceTally())
+            t.members += c.members
+            t.skipped += c.skipped
+    for path, n in Counter(plan.duplicates.column("source_path").to_pylist()).items():
+        tally.setdefault(path, SourceTally()).duplicates += n
+    for path, n in Counter(issues.column("source_path").to_pylist()).items():
+        tally.setdefault(path, SourceTally()).errors += n
+    for path, n in packed.items():
+        tally.setdefault(path, SourceTally()).packed += n
+    return tally
+
+
+def _issues(plan: BuildPlan, results: Sequence[TaskResult]) -> pa.Table:
+    pack = [i for r in results for i in r.issues]
+    pack_table = pa.table(
+        {
+            "source_path": [i.source_path for i in pack],
+            "source_member": [i.source_member for i in pack],
+            "stage": ["pack"] * len(pack),
+            "error": [i.error for i in pack],
+        },
+        schema=ISSUE_SCHEMA,
+    )
+    return pa.concat_tables([plan.scan_errors, pack_table])
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """The options of one build, validated once (see :func:`run_build` for their meaning)."""
+
+    dataset: str = "default"
+    layout: str = "dicom_p10"
+    codec: RecordCodec = field(default_factory=lambda: RecordCodec.create("zstd", level=3))
+    shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES
+    pack_target_bytes: int = DEFAULT_PACK_TARGET_BYTES
+    num_tasks: int | None = None
+    max_partition_bytes: int = 128 * 1024**2
+    keep_staging: bool = False
+
+    @classmethod
+    def make(cls, kind: BuildKind, **options: object) -> BuildSettings:
+        """Settings for ``kind`` from keyword options; :class:`OptionError` names a bad one."""
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise OptionError(f"unknown build option(s) {unknown}")
+        given = {k: v for k, v in options.items() if v is not None}
+        given.setdefault("layout", kind.layouts[0])
+        settings = cls(**given)  # type: ignore[arg-type]
+        if not _DATASET_RE.match(settings.dataset):
+            raise OptionError(
+                f"dataset must match {_DATASET_RE.pattern} (it becomes a folder name), "
+                f"got {settings.dataset!r}"
+            )
+        if settings.layout not in kind.layouts:
+            raise OptionError(
+                f"layout {settings.layout!r} is not a {kind.name} layout; choose from {kind.layouts}"
+            )
+        for name in ("shard_target_bytes", "pack_target_bytes", "max_partition_bytes"):
+            _check_positive(name, getattr(settings, name))
+        if settings.num_tasks is not None:
+            _check_positive("num_tasks", settings.num_tasks)
+        return settings
+
+
+#: The scan phase of a build: given the scan folder, run the scan and return its results.
+ScanPhase = Callable[[str], list[ScanTaskResult]]
+
+
+def source_scan(
+    sources: Sequence[Source],
+    executor: Executor,
+    kind: BuildKind,
+    settings: BuildSettings,
+    scan_options: dict[str, object] | None = None,
+    progress: Progress | None = None,
+) -> ScanPhase:
+    """The scan phase over ``sources``: scan tasks on ``executor``, balanced by member weight."""
+
+    def scan(scan_dir: str) -> list[ScanTaskResult]:
+        total = sum(s.total_weight for s in sources)
+        mpb = settings.max_partition_bytes
+        parts = plan_partitions(
+            sources,
+            max_partition_bytes=mpb,
+            num_partitions=max(executor.parallelism(), math.ceil(total / mpb)),
+        )
+        parser = functools.partial(kind.parser, **(scan_options or {}))
+        specs = [ScanTaskSpec(tuple(p), parser, scan_dir) for p in parts]
+        planned = sum(s.file.size for s in sources)
+        return executor.run(
+            run_scan_task, specs, phase="scan", planned_bytes=planned, progress=progress
+        )
+
+    return scan
+
+
+def run_build(
+    sources: Sequence[Source],
     out: str,
     *,
-    dataset: str = "default",
-    shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES,
-    pack_target_bytes: int = DEFAULT_PACK_TARGET_BYTES,
-    zstd_level: int = 3,
-    num_tasks: int | None = None,
-    known: Mapping[str, Iterable[int]] | None = None,
+    executor: Executor,
+    kind: BuildKind = DICOM,
+    scan_options: dict[str, object] | None = None,
+    known: pa.Table | None = None,
     run_id: str | None = None,
-    progress: Callable[[str], None] | None = None,
-    _fail_task_attempts: Mapping[int, int] | Iterable[int] = (),
+    progress: Progress | None = None,
+    **options: object,
 ) -> BuildResult:
-    """Pack the members of a ``zipdcm`` DataFrame into ``OUT/packs/<dataset>/``.
+    """Build packs of ``sources`` into ``OUT/packs/<dataset>/`` on ``executor``.
 
-    Works with or without the ``content`` column: tasks always read members straight
-    from their archives (bytes are never shuffled). Error rows are not packed but
-    returned in :attr:`BuildResult.errors`; identical duplicates are packed once and
-    conflicting ones all kept (both reported). ``known`` (SOPInstanceUID → CRC-32s
-    already in the catalog) makes reruns skip what is packed. ``_fail_task_attempts``
-    is for tests: ``{task_id: n}`` makes that task's first ``n`` attempts fail after writing
-    their segments (a plain list of ids means ``n=1``).
-    Raises :class:`BuildError` on failure, after removing everything this run wrote.
+    ``options`` are :class:`BuildSettings` fields: ``dataset``, ``layout`` (default: the kind's
+    first), ``codec``, ``shard_target_bytes``, ``pack_target_bytes``, ``num_tasks`` (default: one
+    per executor core, or one per 2 GiB of raw input), ``max_partition_bytes`` (scan),
+    ``keep_staging`` (keep the scan files for the catalog commit until
+    :meth:`BuildResult.cleanup`). ``scan_options`` go to the kind's parser (DICOM: ``meta``).
+    ``known`` is a two-column table (identity, raw CRC-32) of the items already live in the
+    catalog, so reruns report them as duplicates. Raises :class:`BuildError` on failure, after
+    removing everything this run published.
     """
+    settings = BuildSettings.make(kind, **options)
+    scan = source_scan(sources, executor, kind, settings, scan_options, progress)
+    return build_from_scan(
+        scan, out, executor=executor, kind=kind, settings=settings, known=known,
+        run_id=run_id, progress=progress,
+    )  # fmt: skip
+
+
+def build_from_scan(
+    scan: ScanPhase,
+    out: str,
+    *,
+    executor: Executor,
+    kind: BuildKind,
+    settings: BuildSettings,
+    known: pa.Table | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Run a build whose scan phase is ``scan`` (the core of :func:`run_build`)."""
     started = time.perf_counter()
-    if not _DATASET_RE.match(dataset):
-        raise OptionError(
-            f"dataset must match {_DATASET_RE.pattern} (it becomes a folder name), got {dataset!r}"
-        )
-    _check("shard_target_bytes", shard_target_bytes)
-    _check("pack_target_bytes", pack_target_bytes)
-    if not 1 <= zstd_level <= 22:
-        raise OptionError(f"zstd_level must be between 1 and 22, got {zstd_level!r}")
-    missing = [c for c in PLAN_COLUMNS if c not in df.columns]
-    if missing:
-        raise BuildError(f"build_packs needs a zipdcm DataFrame; missing columns {missing}")
     say = progress or (lambda _msg: None)
     out = os.path.abspath(out)
     run_id = run_id or new_run_id()
     staging = staging_dir(out, run_id)
     published: list[str] = []
-    spark = df.sparkSession
     try:
-        with SparkProgress(spark, "scan", emit=progress) if progress else contextlib.nullcontext():
-            scan_rows = df.select(*PLAN_COLUMNS).toArrow().to_pylist()
-        say(f"scanned {len(scan_rows)} members")
-        raw_total = sum(r["size"] or 0 for r in scan_rows if r["error"] is None)
-        n = num_tasks or _default_tasks(spark, raw_total)
-        plan: BuildPlan = plan_build(scan_rows, num_tasks=n, known=known)
+        executor.check_visible(out)
         os.makedirs(staging, exist_ok=True)
-        for task_id, records in enumerate(plan.tasks):
-            write_task_spec(staging, task_id, records)
+        # 1. scan
+        scans = scan(os.path.join(staging, "scan"))
+        scan_files = [r.path for r in scans]
+        say(f"scanned {sum(r.rows for r in scans)} members")
+        # 2. plan
+        tasks_dir = os.path.join(staging, "tasks")
+        if scan_files:
+            rows = read_scan_columns(scan_files, kind.plan_columns)
+            raw_total = int(pc.sum(rows.column("size")).as_py() or 0)
+            n = settings.num_tasks or max(
+                executor.parallelism(), math.ceil(raw_total / TASK_RAW_BYTES)
+            )
+            plan = plan_build(rows, kind.plan, num_tasks=n, tasks_dir=tasks_dir, known=known)
+            del rows
+        else:
+            plan = BuildPlan(
+                [], ISSUE_SCHEMA.empty_table(), DUPLICATE_SCHEMA.empty_table(),
+                CONFLICT_SCHEMA.empty_table(),
+            )  # fmt: skip
         say(
-            f"packing {plan.num_records} records ({plan.raw_bytes / 1024**2:.1f} MB) in {len(plan.tasks)} tasks"
+            f"packing {plan.num_records} records ({plan.raw_bytes / 1024**2:.1f} MB) "
+            f"in {len(plan.tasks)} tasks"
         )
-        results: list[TaskResult] = []
-        if plan.tasks:
-            fail = (
-                dict(_fail_task_attempts)
-                if isinstance(_fail_task_attempts, Mapping)
-                else dict.fromkeys(_fail_task_attempts, 1)
+        # 3. pack
+        pack_specs = [
+            PackTaskSpec(
+                t,
+                staging,
+                settings.layout,
+                settings.codec,
+                settings.shard_target_bytes,
+                scan_files=tuple(scan_files),
             )
-            runner = _runner(staging, shard_target_bytes, zstd_level, fail)
-            ntasks = len(plan.tasks)
-            job = spark.range(0, ntasks, 1, ntasks).mapInArrow(runner, "result binary")
-            with (
-                SparkProgress(spark, "pack", planned_bytes=plan.raw_bytes, emit=progress)
-                if progress
-                else contextlib.nullcontext()
-            ):
-                rows = job.collect()
-            results = [pickle.loads(r["result"]) for r in rows]
-        if sorted(r.task_id for r in results) != list(range(len(plan.tasks))):
+            for t in plan.tasks
+        ]
+        results = executor.run(
+            run_pack_task, pack_specs, phase="pack", planned_bytes=plan.raw_bytes, progress=progress
+        )
+        if [r.task_id for r in results] != list(range(len(plan.tasks))):
             raise BuildError(
-                f"expected one result per task, got tasks {sorted(r.task_id for r in results)}"
+                f"expected one result per task, got tasks {[r.task_id for r in results]}"
             )
-        segments: list[SegmentInfo] = [s for r in results for s in r.segments]
+        # 4. merge
         packs = merge_segments(
-            segments, out, dataset, run_id, pack_target_bytes=pack_target_bytes, published=published
-        )
+            [s for r in results for s in r.segments], out, settings.dataset, run_id,
+            layout=LAYOUTS[settings.layout], pack_target_bytes=settings.pack_target_bytes,
+            published=published,
+        )  # fmt: skip
+        issues = _issues(plan, results)
+        packed: Counter[str] = Counter()
+        for r in results:
+            packed.update(r.packed)
+        tally = _tally(scans, plan, packed, issues)
+        broken = {p: t for p, t in tally.items() if not t.balanced}
+        if broken:
+            raise BuildError(
+                f"member accounting does not balance for {len(broken)} source(s): {broken}"
+            )
     except Exception as exc:
         for path in published:
-            if os.path.exists(path):
+            with contextlib.suppress(OSError):
                 os.remove(path)
-        _remove_staging(staging)
+        remove_staging(staging)
         if isinstance(exc, (BuildError, OptionError)):
             raise
         raise BuildError(
             f"build {run_id} failed and published nothing: {type(exc).__name__}: {exc}"
         ) from exc
-    _remove_staging(staging)
     result = BuildResult(
-        run_id=run_id, out=out, dataset=dataset, packs=packs,
-        errors=plan.errors + [e for r in results for e in r.errors],
-        duplicates=plan.duplicates, conflicts=plan.conflicts, scanned=len(scan_rows),
+        run_id=run_id, out=out, dataset=settings.dataset, layout=settings.layout, packs=packs,
+        issues=issues, duplicates=plan.duplicates, conflicts=plan.conflicts, sources=tally,
         raw_bytes=sum(r.raw_bytes for r in results), seconds=time.perf_counter() - started,
-        scan_rows=scan_rows,
+        plan_kind=kind.plan, staging=staging, scan_files=scan_files,
     )  # fmt: skip
+    if not settings.keep_staging:
+        result.cleanup()
     say(result.summary())
     return result
-
-
-def _remove_staging(staging: str) -> None:
-    remove_tree(staging)
-    with contextlib.suppress(OSError):  # OUT/_staging, if no other build is running
-        os.rmdir(os.path.dirname(staging))
-
-
-def write_manifest(result: BuildResult, path: str) -> None:
-    """Write :meth:`BuildResult.manifest` as JSON (UTF-8)."""
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(result.manifest(), fh, ensure_ascii=False, default=str)

@@ -7,10 +7,12 @@ alone exceeds the pack target). A unit of at least half the pack target is
 published by rename, no bytes copied; smaller units are concatenated, in order,
 into packs of about ``pack_target_bytes``: data segments copied back to back,
 offsets rebased and the slide (series) table rebuilt for the merged index.
-Every pack is written under a temporary name and renamed into place.
+Every pack is written under a temporary name and renamed into place. The slide table of a
+concatenated pack is derived again by its :class:`~iac_spark.packing.layout.Layout`.
 
 Example:
-    >>> merge_segments([], "/tmp/out", "ds", "run1")
+    >>> from iac_spark.packing.layout import DICOM_P10
+    >>> merge_segments([], "/tmp/out", "ds", "run1", layout=DICOM_P10)
     []
 """
 
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from iatro.iac import PackReader, build_pack_data_segment_from_file
 
-from .layout import pack_path, packs_dir, slide_table
+from .layout import CONTAINER_COLUMNS, Layout, pack_path, packs_dir
 from .shard import SegmentInfo
 
 __all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments"]
@@ -91,7 +93,7 @@ def _bins(units: list[list[SegmentInfo]], pack_target: int) -> list[list[Segment
     return bins
 
 
-def _info(pack_id: str, dataset: str, path: str, how: str) -> PackInfo:
+def _info(pack_id: str, dataset: str, path: str, how: str, layout: Layout) -> PackInfo:
     reader = PackReader(path)
     try:
         header, index, slides = dict(reader.header), reader.index_table, reader.slide_table
@@ -99,7 +101,8 @@ def _info(pack_id: str, dataset: str, path: str, how: str) -> PackInfo:
         reader.close()
     return PackInfo(
         pack_id=pack_id, dataset=dataset, path=path, num_records=index.num_rows,
-        num_patients=len(set(index.column("patient_id").to_pylist())), num_series=slides.num_rows,
+        num_patients=len(set(index.column("patient_id").to_pylist())),
+        num_series=slides.num_rows if layout.has_slide_idx else 0,
         data_bytes=int(header["data_length"]), file_bytes=os.path.getsize(path),
         published_by=how, index=index,
     )  # fmt: skip
@@ -129,7 +132,7 @@ def _copy_range(src_path: str, offset: int, length: int, out: BinaryIO) -> None:
     out.seek(0, os.SEEK_END)  # resync the buffered writer with the descriptor's offset
 
 
-def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
+def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str, layout: Layout) -> None:
     tmp_data = os.path.join(tmp_dir, os.path.basename(final) + ".data")
     tables = []
     header: dict[str, object] = {}
@@ -142,7 +145,8 @@ def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
             finally:
                 reader.close()
             if not header:
-                header = {k: h[k] for k in ("payload_type", "codec", "codec_params") if k in h}
+                keys = ("payload_type", "codec", "codec_params", *layout.extra_header)
+                header = {k: h[k] for k in keys if k in h}
             _copy_range(seg.path, int(h["data_offset"]), int(h["data_length"]), out)
             offsets = pc.add(index.column("offset"), pa.scalar(base, pa.uint64()))
             tables.append(
@@ -150,8 +154,12 @@ def _concat(segs: list[SegmentInfo], final: str, tmp_dir: str) -> None:
             )
             base += int(h["data_length"])
     combined = pa.concat_tables(tables)
-    slides, slide_idx = slide_table(combined)
-    combined = combined.set_column(0, "slide_idx", slide_idx)
+    container = combined.select(CONTAINER_COLUMNS.names)
+    caller = combined.select(layout.caller_schema.names)
+    slides, index = layout.tables(caller)
+    for f in CONTAINER_COLUMNS:
+        index = index.append_column(f.name, container.column(f.name))
+    combined = index
     tmp_pack = final + ".tmp"
     build_pack_data_segment_from_file(
         tmp_pack, header, slides, combined, tmp_data, data_length=base, overwrite=True
@@ -166,6 +174,7 @@ def merge_segments(
     dataset: str,
     run_id: str,
     *,
+    layout: Layout,
     pack_target_bytes: int = DEFAULT_PACK_TARGET_BYTES,
     published: list[str] | None = None,
 ) -> list[PackInfo]:
@@ -187,11 +196,11 @@ def merge_segments(
             os.replace(segs[0].path, final)
             how = "rename"
         else:
-            _concat(segs, final, tmp_dir)
+            _concat(segs, final, tmp_dir, layout)
             how = "concat"
         if published is not None:
             published.append(final)
-        packs.append(_info(pack_id, dataset, final, how))
+        packs.append(_info(pack_id, dataset, final, how, layout))
     return packs
 
 

@@ -1,203 +1,298 @@
-"""Driver-side build plan over the header-only scan: errors, duplicates, patients → tasks.
+"""Driver-side build plan over the scan rows, columnar: errors, duplicates, patients → tasks.
 
-The plan never touches member bytes. It decides, from the ``zipdcm`` metadata rows:
+The plan never touches member bytes and never holds scan rows as Python objects: it works on
+an Arrow table of the few plan columns (a few hundred bytes per member) and decides
 
-* which rows are errors (not packed, reported with their reason);
-* which are duplicates (same SOPInstanceUID and same CRC-32 as a kept record, within
-  this build or already in the catalog: packed once, reported) and which are
-  conflicts (same UID, different bytes: all kept, reported);
-* how whole patients are grouped into tasks, balanced by bytes (longest first onto
-  the least-loaded task), with each task's records sorted by
-  (patient, study, series, instance number).
+* which rows are scan errors (not packed, reported with their reason);
+* which are duplicates (same identity — SOPInstanceUID for DICOM, ``doc_id`` for text — and
+  same CRC-32 as a kept item, within this build or already in the catalog: packed once,
+  reported) and which are conflicts (same identity, different bytes: all kept, reported);
+* how whole patients are grouped into tasks, balanced by bytes (biggest first onto the
+  least-loaded task), each task's rows sorted by the kind's order and written to
+  ``<tasks_dir>/task-NNNNN.arrow`` for the pack task to read.
 
 Example:
-    >>> rows = [
-    ...     {"path": "/a.zip", "member": "1.dcm", "size": 10, "crc32": 1, "sop_instance_uid": "1.1",
-    ...      "series_instance_uid": "s", "study_instance_uid": "t", "patient_id": "P1",
-    ...      "modality": "CT", "instance_number": 1, "error": None},
-    ...     {"path": "/b.zip", "member": "1.dcm", "size": 10, "crc32": 1, "sop_instance_uid": "1.1",
-    ...      "series_instance_uid": "s", "study_instance_uid": "t", "patient_id": "P1",
-    ...      "modality": "CT", "instance_number": 1, "error": None},
-    ... ]
-    >>> plan = plan_build(rows, num_tasks=2)
-    >>> len(plan.tasks), len(plan.duplicates), plan.tasks[0][0].path
-    (1, 1, '/a.zip')
+    >>> import tempfile
+    >>> rows = pa.table({
+    ...     "path": ["/a.zip", "/b.zip", "/a.zip"], "member": ["1.dcm", "1.dcm", "bad.dcm"],
+    ...     "size": [10, 10, 5], "crc32": [1, 1, 2], "sop_instance_uid": ["1.1", "1.1", None],
+    ...     "series_instance_uid": ["s", "s", None], "study_instance_uid": ["t", "t", None],
+    ...     "patient_id": ["P1", "P1", None], "modality": ["CT", "CT", None],
+    ...     "instance_number": pa.array([1, 1, None], pa.int32()),
+    ...     "status": ["ok", "ok", "error"], "error": [None, None, "TruncatedMemberError: ..."]})
+    >>> plan = plan_build(rows, DICOM_PLAN, num_tasks=2, tasks_dir=tempfile.mkdtemp())
+    >>> plan.num_records, plan.duplicates.num_rows, plan.scan_errors.num_rows, len(plan.tasks)
+    (1, 1, 1, 1)
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
-    "PLAN_COLUMNS",
+    "CONFLICT_SCHEMA",
+    "DICOM_PLAN",
+    "DUPLICATE_SCHEMA",
+    "ISSUE_SCHEMA",
     "BuildPlan",
-    "Conflict",
-    "Duplicate",
-    "ErrorRecord",
-    "RecordRef",
+    "PlanKind",
+    "TaskPlan",
     "plan_build",
+    "read_task",
 ]
 
-#: The scan columns the plan needs (no ``meta``, no ``content``: the bytes move once, in the tasks).
-PLAN_COLUMNS = (
-    "path", "member", "size", "crc32", "sop_instance_uid", "series_instance_uid",
-    "study_instance_uid", "patient_id", "modality", "instance_number", "error",
+#: A member that was not packed (or was packed with a caveat), with the stage that said so.
+ISSUE_SCHEMA = pa.schema(
+    [
+        ("source_path", pa.string()),
+        ("source_member", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+#: ``source_*`` holds the same item (identity and CRC-32) as ``kept_*`` (null: a catalog record).
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        ("source_path", pa.string()),
+        ("source_member", pa.string()),
+        ("identity", pa.string()),
+        ("crc32", pa.int64()),
+        ("kept_path", pa.string()),
+        ("kept_member", pa.string()),
+    ]
+)
+
+#: One row per copy of a conflicting identity (``source_path`` null: the copy in the catalog).
+CONFLICT_SCHEMA = pa.schema(
+    [
+        ("identity", pa.string()),
+        ("source_path", pa.string()),
+        ("source_member", pa.string()),
+        ("crc32", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PlanKind:
+    """What the plan needs to know about a payload kind."""
+
+    identity: str  # column naming an item across builds
+    identity_label: str  # how messages call it
+    item: str  # what one item is, in error names ("Instance" → DuplicateInstance)
+    order: tuple[str, ...]  # sort keys of a task's rows (patient first)
+    columns: tuple[str, ...]  # columns the pack task reads (written to the task files)
+
+
+DICOM_PLAN = PlanKind(
+    identity="sop_instance_uid",
+    identity_label="SOPInstanceUID",
+    item="Instance",
+    order=(
+        "patient_id", "study_instance_uid", "series_instance_uid", "instance_number",
+        "sop_instance_uid", "path", "member",
+    ),
+    columns=(
+        "path", "member", "size", "crc32", "sop_instance_uid", "series_instance_uid",
+        "study_instance_uid", "patient_id", "modality", "instance_number",
+    ),
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRef:
-    """One member to pack: where its bytes are and the index columns it gets."""
+@dataclass(frozen=True)
+class TaskPlan:
+    """One pack task: its rows are in ``path`` (an Arrow IPC file)."""
 
+    task_id: int
     path: str
-    member: str | None
-    size: int
-    crc32: int
-    sop_instance_uid: str | None
-    series_instance_uid: str | None
-    study_instance_uid: str | None
-    patient_id: str | None
-    modality: str | None
-    instance_number: int | None
-
-    def sort_key(self) -> tuple[Any, ...]:
-        inst = self.instance_number
-        return (
-            self.patient_id or "", self.study_instance_uid or "", self.series_instance_uid or "",
-            inst is None, inst if inst is not None else 0, self.sop_instance_uid or "",
-            self.path, self.member or "",
-        )  # fmt: skip
-
-    def to_list(self) -> list[Any]:
-        return [getattr(self, f) for f in self.__slots__]
-
-    @classmethod
-    def from_list(cls, values: list[Any]) -> RecordRef:
-        return cls(*values)
-
-
-@dataclass(frozen=True)
-class ErrorRecord:
-    """A member that is not packed, with the stage that rejected it (``scan`` or ``pack``)."""
-
-    source_path: str
-    source_member: str | None
-    stage: str
-    error: str
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    """``path``/``member`` holds the same instance (UID and CRC-32) as ``kept_path``/``kept_member``."""
-
-    sop_instance_uid: str
-    path: str
-    member: str | None
-    kept_path: str | None
-    kept_member: str | None
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """Several members share a SOPInstanceUID with different bytes; all of them are packed."""
-
-    sop_instance_uid: str
-    members: tuple[tuple[str, str | None, int], ...]  # (path, member, crc32)
+    num_records: int
+    raw_bytes: int
 
 
 @dataclass
 class BuildPlan:
-    """What a build will do; ``tasks`` hold whole patients, each task sorted."""
+    """What a build will do; every input row is in exactly one of tasks, scan_errors, duplicates."""
 
-    tasks: list[list[RecordRef]]
-    errors: list[ErrorRecord] = field(default_factory=list)
-    duplicates: list[Duplicate] = field(default_factory=list)
-    conflicts: list[Conflict] = field(default_factory=list)
+    tasks: list[TaskPlan]
+    scan_errors: pa.Table  # ISSUE_SCHEMA, stage "scan"
+    duplicates: pa.Table  # DUPLICATE_SCHEMA
+    conflicts: pa.Table  # CONFLICT_SCHEMA
 
     @property
     def num_records(self) -> int:
-        return sum(len(t) for t in self.tasks)
+        return sum(t.num_records for t in self.tasks)
 
     @property
     def raw_bytes(self) -> int:
-        return sum(r.size for t in self.tasks for r in t)
+        return sum(t.raw_bytes for t in self.tasks)
 
 
-def _get(row: Any, name: str) -> Any:
-    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+def _arange(n: int) -> pa.Array:
+    return pa.array(range(n), pa.int64())
+
+
+def _dedupe(
+    ok: pa.Table, identity: str, known: pa.Table | None
+) -> tuple[pa.Array, pa.Table, pa.Table]:
+    """(duplicate mask over ``ok``, duplicates, conflicts). ``ok`` is in (path, member) order."""
+    n = ok.num_rows
+    order = _arange(n)
+    with_id = pc.is_valid(ok.column(identity))
+    mine = pa.table(
+        {
+            "id": pc.filter(ok.column(identity), with_id),
+            "crc32": pc.filter(ok.column("crc32"), with_id),
+            "order": pc.filter(order, with_id),
+        }
+    )
+    parts = [mine]
+    if known is not None and known.num_rows:
+        parts.append(
+            pa.table(
+                {
+                    "id": known.column(0).cast(pa.string()),
+                    "crc32": known.column(1).cast(pa.int64()),
+                    "order": pa.array([-1] * known.num_rows, pa.int64()),
+                }
+            )
+        )
+    u = pa.concat_tables(parts).sort_by(
+        [("id", "ascending"), ("crc32", "ascending"), ("order", "ascending")]
+    )
+    m = u.num_rows
+    if m == 0:
+        return pa.array([False] * n), DUPLICATE_SCHEMA.empty_table(), CONFLICT_SCHEMA.empty_table()
+    ids, crcs, orders = u.column("id"), u.column("crc32"), u.column("order")
+    false = pa.array([False])
+    same_id = pa.concat_arrays(
+        [false, pc.equal(ids.slice(1), ids.slice(0, m - 1)).combine_chunks()]
+    )
+    same_crc = pa.concat_arrays(
+        [false, pc.equal(crcs.slice(1), crcs.slice(0, m - 1)).combine_chunks()]
+    )
+    same_key = pc.and_(same_id, same_crc)
+    first = pc.cumulative_max(pc.if_else(same_key, 0, _arange(m)))
+    is_dup = pc.and_(same_key, pc.greater_equal(orders, 0))
+    dup_orders = pc.filter(orders, is_dup)
+    kept_orders = pc.filter(pc.take(orders, first), is_dup)
+    from_catalog = pc.less(kept_orders, 0)
+    safe_kept = pc.if_else(from_catalog, 0, kept_orders)
+    duplicates = pa.table(
+        {
+            "source_path": pc.take(ok.column("path"), dup_orders),
+            "source_member": pc.take(ok.column("member"), dup_orders),
+            "identity": pc.filter(ids, is_dup),
+            "crc32": pc.filter(crcs, is_dup),
+            "kept_path": pc.if_else(
+                from_catalog, pa.scalar(None, pa.string()), pc.take(ok.column("path"), safe_kept)
+            ),
+            "kept_member": pc.if_else(
+                from_catalog, pa.scalar(None, pa.string()), pc.take(ok.column("member"), safe_kept)
+            ),
+        },
+        schema=DUPLICATE_SCHEMA,
+    )
+    # conflicts: identities with more than one distinct CRC (kept copies only: one per CRC)
+    heads = u.filter(pc.invert(same_key))
+    counts = heads.group_by("id").aggregate([("crc32", "count")])
+    bad = counts.filter(pc.greater(counts.column("crc32_count"), 1)).column("id")
+    heads = heads.filter(pc.is_in(heads.column("id"), value_set=bad))
+    from_cat = pc.less(heads.column("order"), 0)
+    safe = pc.if_else(from_cat, 0, heads.column("order"))
+    conflicts = pa.table(
+        {
+            "identity": heads.column("id"),
+            "source_path": pc.if_else(
+                from_cat, pa.scalar(None, pa.string()), pc.take(ok.column("path"), safe)
+            ),
+            "source_member": pc.if_else(
+                from_cat, pa.scalar(None, pa.string()), pc.take(ok.column("member"), safe)
+            ),
+            "crc32": heads.column("crc32"),
+        },
+        schema=CONFLICT_SCHEMA,
+    )
+    mask = pc.is_in(order, value_set=dup_orders)
+    return mask, duplicates, conflicts
+
+
+def _assign(kept: pa.Table, num_tasks: int) -> pa.Array:
+    """Task number of every row: whole patients, biggest first onto the lightest task."""
+    patients = pc.fill_null(kept.column("patient_id"), "")
+    sizes = (
+        pa.table({"p": patients, "size": kept.column("size")})
+        .group_by("p")
+        .aggregate([("size", "sum")])
+    )
+    ordered = sizes.sort_by([("size_sum", "descending"), ("p", "ascending")])
+    n = max(1, min(num_tasks, ordered.num_rows))
+    heap = [(0, i) for i in range(n)]
+    task_of: list[int] = []
+    for size in ordered.column("size_sum").to_pylist():
+        load, i = heapq.heappop(heap)
+        task_of.append(i)
+        heapq.heappush(heap, (load + (size or 0), i))
+    lookup = pa.table({"p": ordered.column("p"), "task": pa.array(task_of, pa.int32())})
+    joined = pa.table({"p": patients, "row": _arange(kept.num_rows)}).join(lookup, "p")
+    joined = joined.sort_by("row")
+    return joined.column("task").combine_chunks()
 
 
 def plan_build(
-    rows: Iterable[Any],
+    rows: pa.Table,
+    kind: PlanKind,
     *,
     num_tasks: int,
-    known: Mapping[str, Iterable[int]] | None = None,
+    tasks_dir: str,
+    known: pa.Table | None = None,
 ) -> BuildPlan:
-    """Plan a build from scan rows (mappings or Spark Rows with :data:`PLAN_COLUMNS`).
+    """Plan a build from scan rows (``status``, ``error`` and the kind's columns).
 
-    ``known`` maps SOPInstanceUIDs already in the catalog to their CRC-32s, so a rerun
-    reports identical instances as duplicates instead of packing them again.
+    ``known`` is a two-column table (identity, raw CRC-32) of the items already live in the
+    catalog, so a rerun reports identical items as duplicates instead of packing them again.
+    Task files are written under ``tasks_dir``.
     """
-    errors: list[ErrorRecord] = []
-    duplicates: list[Duplicate] = []
-    kept: dict[str, dict[int, tuple[str | None, str | None]]] = {}
-    for uid, crcs in (known or {}).items():
-        kept[uid] = {int(c): (None, None) for c in crcs}
-    records: list[RecordRef] = []
-    ordered = sorted(rows, key=lambda r: (_get(r, "path"), _get(r, "member") or ""))
-    for row in ordered:
-        path, member = _get(row, "path"), _get(row, "member")
-        if _get(row, "error") is not None:
-            errors.append(ErrorRecord(path, member, "scan", _get(row, "error")))
-            continue
-        ref = RecordRef(
-            path, member, int(_get(row, "size")), int(_get(row, "crc32")),
-            *(_get(row, c) for c in PLAN_COLUMNS[4:10]),
-        )  # fmt: skip
-        if ref.sop_instance_uid is not None:
-            uid = ref.sop_instance_uid
-            seen = kept.setdefault(uid, {})
-            if ref.crc32 in seen:
-                kp, km = seen[ref.crc32]
-                duplicates.append(Duplicate(uid, path, member, kp, km))
+    rows = rows.sort_by([("path", "ascending"), ("member", "ascending", "at_start")])
+    status = rows.column("status")
+    errs = rows.filter(pc.equal(status, "error"))
+    scan_errors = pa.table(
+        {
+            "source_path": errs.column("path"),
+            "source_member": errs.column("member"),
+            "stage": pa.array(["scan"] * errs.num_rows, pa.string()),
+            "error": errs.column("error"),
+        },
+        schema=ISSUE_SCHEMA,
+    )
+    ok = rows.filter(pc.equal(status, "ok")).select(list(kind.columns))
+    dup_mask, duplicates, conflicts = _dedupe(ok, kind.identity, known)
+    kept = ok.filter(pc.invert(dup_mask))
+    tasks: list[TaskPlan] = []
+    if kept.num_rows:
+        task_of = _assign(kept, num_tasks)
+        os.makedirs(tasks_dir, exist_ok=True)
+        sort_keys = [(k, "ascending", "at_end") for k in kind.order]
+        for i in range(int(pc.max(task_of).as_py()) + 1):
+            part = kept.filter(pc.equal(task_of, i)).sort_by(sort_keys)
+            if not part.num_rows:
                 continue
-            seen[ref.crc32] = (path, member)
-        records.append(ref)
-    conflicts = _conflicts(records, kept)
-    return BuildPlan(_assign(records, num_tasks), errors, duplicates, conflicts)
-
-
-def _conflicts(
-    records: list[RecordRef], kept: dict[str, dict[int, tuple[str | None, str | None]]]
-) -> list[Conflict]:
-    out = []
-    for uid, by_crc in kept.items():
-        if len(by_crc) > 1:
-            out.append(
-                Conflict(
-                    uid, tuple(sorted((p or "<catalog>", m, c) for c, (p, m) in by_crc.items()))
-                )
+            path = os.path.join(tasks_dir, f"task-{len(tasks):05d}.arrow")
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, part.schema) as writer:
+                writer.write_table(part)
+            tasks.append(
+                TaskPlan(len(tasks), path, part.num_rows, int(pc.sum(part["size"]).as_py()))
             )
-    return sorted(out, key=lambda c: c.sop_instance_uid)
+    return BuildPlan(tasks, scan_errors, duplicates, conflicts)
 
 
-def _assign(records: list[RecordRef], num_tasks: int) -> list[list[RecordRef]]:
-    """Whole patients onto at most ``num_tasks`` tasks, biggest patient first onto the lightest task."""
-    by_patient: dict[str, list[RecordRef]] = {}
-    for r in records:
-        by_patient.setdefault(r.patient_id or "", []).append(r)
-    n = max(1, min(num_tasks, len(by_patient)))
-    heap = [(0, i) for i in range(n)]
-    tasks: list[list[RecordRef]] = [[] for _ in range(n)]
-    for _pid, recs in sorted(
-        by_patient.items(), key=lambda kv: (-sum(r.size for r in kv[1]), kv[0])
-    ):
-        load, i = heapq.heappop(heap)
-        tasks[i].extend(recs)
-        heapq.heappush(heap, (load + sum(r.size for r in recs), i))
-    for t in tasks:
-        t.sort(key=RecordRef.sort_key)
-    return [t for t in tasks if t]
+def read_task(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A task file written by :func:`plan_build` (memory-mapped)."""
+    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+    return table if columns is None else table.select(list(columns))

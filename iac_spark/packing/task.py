@@ -1,34 +1,75 @@
-"""One pack task: read its members straight from the archives and write segments.
+"""One pack task: turn its planned rows into records and write them into segments.
 
-Runs on an executor (no Spark needed: it is a plain function, tested without a JVM).
-The task's plan is a JSON file in staging written by the driver; the result is a
-small picklable :class:`TaskResult` (the commit message). Members that cannot be
-read, or whose bytes no longer match the scan, become pack-stage error records.
+Runs wherever the executor puts it (a plain function, tested without a JVM). The task's rows
+are an Arrow file written by the driver's plan; the result is a small picklable
+:class:`TaskResult` (the commit message). A *record source* turns rows into records of the
+pack's layout: for ``dicom_p10`` each row's member is read straight from its archive (the bytes
+move once, never through the driver); members that cannot be read, or whose bytes no longer
+match the scan, become pack-stage issues.
 
 Example:
-    >>> import tempfile
+    >>> import tempfile, pyarrow as pa
+    >>> from iac_spark.packing.plan import TaskPlan
+    >>> from iac_spark.packing.layout import RecordCodec
     >>> d = tempfile.mkdtemp()
-    >>> spec = write_task_spec(d, 0, [])
-    >>> run_task(spec, d, task_id=0, attempt_id=1).segments
+    >>> spec = PackTaskSpec(TaskPlan(0, "/nonexistent", 0, 0), d, "dicom_p10", RecordCodec.create("zstd"))
+    >>> run_pack_task(spec, Attempt(0, 1)).segments
     []
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import pyarrow as pa
 
 from ..errors import MemberError, error_text
 from ..inputs.fetch import MemberReader
-from .plan import ErrorRecord, RecordRef
+from .executor import Attempt
+from .layout import LAYOUTS, RecordCodec
+from .plan import TaskPlan, read_task
 from .shard import DEFAULT_SHARD_TARGET_BYTES, SegmentInfo, ShardWriter
 
-__all__ = ["InjectedTaskFailure", "TaskResult", "run_task", "write_task_spec"]
+__all__ = ["RECORD_SOURCES", "Issue", "PackTaskSpec", "Record", "TaskResult", "run_pack_task"]
 
 
-class InjectedTaskFailure(RuntimeError):
-    """Raised on purpose by tests (``_fail_task_attempts``) to prove retries leave no trace."""
+@dataclass(frozen=True)
+class Record:
+    """One record for the shard writer: the layout's caller columns and the raw payload."""
+
+    values: tuple[Any, ...]
+    raw: bytes
+    sources: tuple[str, ...]  # source path of every scanned member it packs (text: one per note)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A member that could not be packed, with the reason (stage ``pack``)."""
+
+    source_path: str
+    source_member: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class PackTaskSpec:
+    """Everything a pack task needs (small and picklable)."""
+
+    task: TaskPlan
+    staging: str
+    layout: str
+    codec: RecordCodec
+    shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES
+    #: name in :data:`RECORD_SOURCES`; default: the layout's name
+    source: str | None = None
+    #: scan files the rows' ``_file`` column indexes (record sources that read scanned values)
+    scan_files: tuple[str, ...] = ()
+    #: record-source specific settings (picklable)
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,63 +79,84 @@ class TaskResult:
     task_id: int
     attempt_id: int
     segments: list[SegmentInfo] = field(default_factory=list)
-    errors: list[ErrorRecord] = field(default_factory=list)
-    packed: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    packed: dict[str, int] = field(default_factory=dict)  # scanned members packed, per source
     raw_bytes: int = 0
 
 
-def write_task_spec(staging: str, task_id: int, records: list[RecordRef]) -> str:
-    """Write a task's sorted records to ``staging/plan/task-NNNNN.json``; returns the path."""
-    plan_dir = os.path.join(staging, "plan")
-    os.makedirs(plan_dir, exist_ok=True)
-    path = os.path.join(plan_dir, f"task-{task_id:05d}.json")
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"task_id": task_id, "records": [r.to_list() for r in records]}, fh)
-    return path
+#: A patient's records (or issues), in pack order; the int is the patient's planned raw bytes.
+PatientRecords: TypeAlias = tuple[int, Iterator[Record | Issue]]
+RecordSource: TypeAlias = Callable[[pa.Table, PackTaskSpec], Iterator[PatientRecords]]
 
 
-def run_task(
-    spec_path: str,
-    staging: str,
-    *,
-    task_id: int,
-    attempt_id: int,
-    shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES,
-    zstd_level: int = 3,
-    fail_after_writing: bool = False,
-) -> TaskResult:
-    """Pack the records of one task; ``fail_after_writing`` simulates a crash after the segments exist."""
-    with open(spec_path, encoding="utf-8") as fh:
-        records = [RecordRef.from_list(v) for v in json.load(fh)["records"]]
-    patient_bytes: dict[str, int] = {}
-    for r in records:
-        patient_bytes[r.patient_id or ""] = patient_bytes.get(r.patient_id or "", 0) + r.size
-    writer = ShardWriter(
-        staging, task_id=task_id, attempt_id=attempt_id,
-        shard_target_bytes=shard_target_bytes, zstd_level=zstd_level,
-    )  # fmt: skip
-    errors: list[ErrorRecord] = []
-    packed = raw = 0
-    current: str | None = None
-    try:
-        with MemberReader() as reader:
-            for r in records:
+def _patients(rows: pa.Table) -> Iterator[tuple[int, int, int]]:
+    """(start, stop, planned bytes) of each patient's run of rows (rows are sorted by patient)."""
+    patients = rows.column("patient_id").to_pylist()
+    sizes = rows.column("size").to_pylist()
+    start = 0
+    for i in range(1, len(patients) + 1):
+        if i == len(patients) or patients[i] != patients[start]:
+            yield start, i, sum(s or 0 for s in sizes[start:i])
+            start = i
+
+
+def dicom_members(rows: pa.Table, spec: PackTaskSpec) -> Iterator[PatientRecords]:
+    """``dicom_p10``: one record per row, the member's original bytes read from its archive."""
+    columns = [rows.column(c).to_pylist() for c in (
+        "path", "member", "size", "crc32", "sop_instance_uid", "series_instance_uid",
+        "study_instance_uid", "patient_id", "modality", "instance_number",
+    )]  # fmt: skip
+    with MemberReader() as reader:
+
+        def records(start: int, stop: int) -> Iterator[Record | Issue]:
+            for i in range(start, stop):
+                path, member, size, crc, sop, series, study, pid, modality, inst = (
+                    c[i] for c in columns
+                )
                 try:
-                    data = reader.read(r.path, r.member, r.size, r.crc32)
+                    data = reader.read(path, member, size, crc)
                 except MemberError as exc:
-                    errors.append(ErrorRecord(r.path, r.member, "pack", error_text(exc)))
+                    yield Issue(path, member, error_text(exc))
                     continue
-                pid = r.patient_id or ""
-                if pid != current:
-                    writer.starts_patient_fitting(patient_bytes[pid])
-                    current = pid
-                writer.add(r, data)
-                packed += 1
-                raw += len(data)
+                values = (sop, series, study, pid, modality, inst, size, path, member)
+                yield Record(values, data, (path,))
+
+        for start, stop, planned in _patients(rows):
+            yield planned, records(start, stop)
+
+
+#: Record sources by name.
+RECORD_SOURCES: dict[str, RecordSource] = {"dicom_p10": dicom_members}
+
+
+def run_pack_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
+    """Pack the rows of one task into segments under ``spec.staging``."""
+    layout = LAYOUTS[spec.layout]
+    source = RECORD_SOURCES[spec.source or spec.layout]
+    writer = ShardWriter(
+        spec.staging, layout=layout, codec=spec.codec, task_id=spec.task.task_id,
+        attempt_id=attempt.attempt_id, shard_target_bytes=spec.shard_target_bytes,
+    )  # fmt: skip
+    issues: list[Issue] = []
+    packed: Counter[str] = Counter()
+    raw = 0
+    try:
+        if os.path.exists(spec.task.path):
+            rows = read_task(spec.task.path)
+            for planned, items in source(rows, spec):
+                first = True
+                for item in items:
+                    if isinstance(item, Issue):
+                        issues.append(item)
+                        continue
+                    if first:
+                        writer.starts_patient_fitting(planned)
+                        first = False
+                    writer.add(item.values, item.raw)
+                    packed.update(item.sources)
+                    raw += len(item.raw)
         segments = writer.close()
     except BaseException:
         writer.abort()
         raise
-    if fail_after_writing:
-        raise InjectedTaskFailure(f"injected failure of task {task_id} attempt {attempt_id}")
-    return TaskResult(task_id, attempt_id, segments, errors, packed, raw)
+    return TaskResult(spec.task.task_id, attempt.attempt_id, segments, issues, dict(packed), raw)

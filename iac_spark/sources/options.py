@@ -86,6 +86,8 @@ class ZipDcmOptions:
 
     paths: tuple[str, ...]
     content: bool = False
+    meta: bool = True
+    include_skipped: bool = False
     mode: Mode = "PERMISSIVE"
     path_glob_filter: str | None = None
     recursive_file_lookup: bool = True
@@ -93,8 +95,8 @@ class ZipDcmOptions:
     num_partitions: int | None = None
 
     KNOWN = (
-        "path", "paths", "content", "mode", "pathglobfilter", "recursivefilelookup",
-        "maxpartitionbytes", "numpartitions",
+        "path", "paths", "content", "meta", "includeskipped", "mode", "pathglobfilter",
+        "recursivefilelookup", "maxpartitionbytes", "numpartitions",
     )  # fmt: skip
 
     @classmethod
@@ -104,8 +106,8 @@ class ZipDcmOptions:
         unknown = sorted(set(opts) - set(cls.KNOWN))
         if unknown:
             raise OptionError(
-                f"unknown zipdcm option(s) {unknown}; known: content, mode, pathGlobFilter, "
-                "recursiveFileLookup, maxPartitionBytes, numPartitions"
+                f"unknown zipdcm option(s) {unknown}; known: content, meta, includeSkipped, mode, "
+                "pathGlobFilter, recursiveFileLookup, maxPartitionBytes, numPartitions"
             )
         mode = opts.get("mode", "PERMISSIVE").strip().upper()
         if mode not in _MODES:
@@ -125,6 +127,8 @@ class ZipDcmOptions:
         return cls(
             paths=_paths(opts),
             content=parse_bool("content", opts.get("content", "false")),
+            meta=parse_bool("meta", opts.get("meta", "true")),
+            include_skipped=parse_bool("includeSkipped", opts.get("includeskipped", "false")),
             mode=cast(Mode, mode),
             path_glob_filter=opts.get("pathglobfilter") or None,
             recursive_file_lookup=parse_bool(
