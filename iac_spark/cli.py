@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import __version__
-from .errors import IacSparkError
+from .errors import IacSparkError, OptionError
 from .progress import format_bytes
 
 __all__ = ["format_table", "main"]
@@ -94,11 +94,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
         "pack_target_bytes": args.pack_target_bytes,
         "num_tasks": args.num_tasks,
     }
+    if args.layout:
+        kwargs["layout"] = args.layout
+    if args.compressed and args.kind != "text":
+        raise OptionError("--compressed goes with --kind text --layout clinical_text_pair")
     spark = None if args.executor == "local" else (lambda: local_session(args.master))
     result = catalog.build(
         spark,  # a factory: Spark starts only if there is something to ingest
-        args.sources, args.out, dataset=args.dataset, executor=args.executor,
-        meta=args.meta, progress=_progress, **kwargs,
+        args.sources, args.out, dataset=args.dataset, kind=args.kind, executor=args.executor,
+        meta=args.meta, compressed=args.compressed or (), progress=_progress, **kwargs,
     )  # fmt: skip
     print(result.summary_table())
     return 0
@@ -158,6 +162,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .session import local_session
 
     spark = local_session(args.master)
+    if args.kind == "text":
+        return _scan_text(spark, args.sources)
     df = spark.read.format("zipdcm").load(args.sources)
     cols = ["path", "member", "modality", "series_instance_uid", "patient_id", "error"]
     rows = df.select(*cols).toArrow()
@@ -187,6 +193,24 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan_text(spark: Any, sources: Sequence[str]) -> int:
+    from collections import Counter
+
+    df = spark.read.format("ziptext").load(list(sources))
+    rows = df.select("patient_id", "doc_type", "encoding", "status", "error").toArrow().to_pylist()
+    good = [r for r in rows if r["status"] == "ok"]
+    bad = [r for r in rows if r["status"] == "error"]
+    by = Counter((r["doc_type"], r["encoding"]) for r in good)
+    print(format_table(pa.table({
+        "doc_type": [k[0] for k in by], "encoding": [k[1] for k in by], "notes": list(by.values()),
+    })))  # fmt: skip
+    patients = len({r["patient_id"] for r in good})
+    print(f"\n{len(good)} notes of {patients} patients decoded, {len(bad)} error rows")
+    for r in bad:
+        print(f"  {r['error']}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="iac-spark", description="Zipped DICOM → .iac packs + Delta catalog"
@@ -195,7 +219,25 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="scan sources and build packs into OUT (incremental)")
-    b.add_argument("sources", nargs="+", help="zips, folders, globs or bare DICOM files")
+    b.add_argument("sources", nargs="+", help="zips, folders, globs or bare files")
+    b.add_argument(
+        "--kind",
+        choices=("dicom", "text"),
+        default="dicom",
+        help="DICOM (default) or clinical notes",
+    )
+    b.add_argument(
+        "--layout",
+        choices=("dicom_p10", "clinical_text", "clinical_text_pair"),
+        default=None,
+        help="pack layout (default: dicom_p10 for DICOM, clinical_text for text)",
+    )
+    b.add_argument(
+        "--compressed",
+        nargs="+",
+        default=None,
+        help="with --layout clinical_text_pair: the teacher-compressed notes (same relative paths)",
+    )
     b.add_argument("--out", required=True, help="output root (packs + _catalog)")
     b.add_argument("--dataset", default="default", help="dataset name: OUT/packs/<dataset>/")
     b.add_argument(
@@ -252,6 +294,7 @@ def _parser() -> argparse.ArgumentParser:
         "scan", help="metadata scan only: counts per modality and series, error rows"
     )
     sc.add_argument("sources", nargs="+")
+    sc.add_argument("--kind", choices=("dicom", "text"), default="dicom")
     sc.add_argument("--master", default="local[*]")
     sc.set_defaults(func=_cmd_scan)
     return p

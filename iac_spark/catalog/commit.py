@@ -155,6 +155,72 @@ def _retire_concurrent(
     return retire_sources(store, run_id, paths, now, only_runs=now.committed - before)
 
 
+def _rebuilt(result: BuildResult) -> tuple[list[str], list[str]]:
+    """(patients whose earlier record this build replaces, the packs holding those records)."""
+    carry = result.carry
+    if carry is None or not carry.num_rows or not result.packs:
+        return [], []
+    packed = set()
+    for p in result.packs:
+        packed.update(p.index.column("patient_id").to_pylist())
+    rows = [(pid, pack) for pid, pack in zip(
+        carry.column("patient_id").to_pylist(), carry.column("pack_id").to_pylist(), strict=True
+    ) if pid in packed]  # fmt: skip
+    return sorted({r[0] for r in rows}), sorted({r[1] for r in rows})
+
+
+def _carried_documents(snap: Snapshot, result: BuildResult) -> pa.Table | None:
+    """The earlier ``documents`` rows that rebuilt patients keep (they move to the new record)."""
+    patients, packs = _rebuilt(result)
+    if not patients:
+        return None
+    old = snap.table(
+        "documents",
+        where=f"NOT retired AND pack_id IN {sql_list(packs)} AND patient_id IN {sql_list(patients)}",
+    )
+    assert result.carry is not None
+    keep = {
+        (pid, d)
+        for pid, docs in zip(
+            result.carry.column("patient_id").to_pylist(),
+            result.carry.column("keep").to_pylist(),
+            strict=True,
+        )
+        for d in docs or ()
+    }
+    fresh: set[tuple[str, str]] = set()
+    for path in result.task_files:
+        t = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        fresh.update(
+            zip(t.column("patient_id").to_pylist(), t.column("doc_id").to_pylist(), strict=True)
+        )
+    mask = [
+        (pid, d) in keep and (pid, d) not in fresh
+        for pid, d in zip(
+            old.column("patient_id").to_pylist(), old.column("doc_id").to_pylist(), strict=True
+        )
+    ]
+    return old.filter(pa.array(mask, pa.bool_()))
+
+
+def _retire_rebuilt(store: CatalogStore, run_id: str, result: BuildResult) -> dict[TableName, int]:
+    """Retire the earlier record (and documents) of every patient this build rebuilt."""
+    patients, packs = _rebuilt(result)
+    if not patients:
+        return {}
+    counts: dict[TableName, int] = {}
+    for name in ("records", "documents"):
+        flag, by = RETIRE_COLUMNS[name]
+        predicate = (
+            f"pack_id IN {sql_list(packs)} AND patient_id IN {sql_list(patients)} "
+            f"AND run_id <> {sql_str(run_id)}"
+        )
+        counts[name] = store.update(
+            name, predicate=predicate, updates={flag: "true", by: sql_str(run_id)}
+        )
+    return counts
+
+
 def _runs_row(
     run_id: str, dataset: str, started_at: datetime, status: str, rows: CatalogRows | None,
     num_conflicts: int = 0,
@@ -206,17 +272,24 @@ def commit_build(
             raise CatalogError(
                 f"run {run_id} is already recorded in {store.location('runs')}; nothing written"
             )
-        rows = catalog_rows(result, sources, known_locations=_known_locations(snap, result))
+        rows = catalog_rows(
+            result, sources, known_locations=_known_locations(snap, result),
+            carried=_carried_documents(snap, result),
+        )  # fmt: skip
         leftovers: tuple[TableName, ...] = ("records", "documents", "sources", "errors", "packs")
         for name in leftovers:  # rows of an interrupted earlier commit of this run (invisible)
             store.delete(name, predicate=f"run_id = {sql_str(run_id)}")
         if rows.num_records:
             store.append("records", rows.records, run_id=run_id)
-        for name, table in (("sources", rows.sources), ("errors", rows.errors)):
+        for name, table in (
+            ("documents", rows.documents), ("sources", rows.sources), ("errors", rows.errors),
+        ):  # fmt: skip
             if table.num_rows:
                 store.append(name, table, run_id=run_id)
         retire = {os.path.abspath(p) for p in retire_paths}
         counts = retire_sources(store, run_id, retire, Snapshot.load(store))
+        for name, n in _retire_rebuilt(store, run_id, result).items():
+            counts[name] = counts.get(name, 0) + n
         if rows.packs.num_rows:
             store.append("packs", rows.packs, run_id=run_id)
         if planned_version is not None:

@@ -39,9 +39,9 @@ from ..inputs.survey import Source
 from .rows import INGESTED
 from .schema import TableName
 from .snapshot import Snapshot
-from .store import CatalogStore, DeltaRsStore, sql_list
+from .store import CatalogStore, DeltaRsStore, sql_list, sql_str
 
-__all__ = ["SourcePlan", "known_items", "plan_sources"]
+__all__ = ["SourcePlan", "known_items", "plan_sources", "text_carry"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,58 @@ def known_items(
         where += f" AND (source_path IS NULL OR source_path NOT IN {sql_list(excluded)})"
     t = snap.table(table, columns=[identity, "raw_crc32"], where=where)
     return pa.table({"identity": t.column(0), "raw_crc32": t.column(1)})
+
+
+def text_carry(
+    out: str,
+    *,
+    dataset: str,
+    layout: str,
+    exclude_paths: Iterable[str] = (),
+    store: CatalogStore | None = None,
+) -> pa.Table | None:
+    """The live text records of ``dataset`` in ``layout``, for the build to rebuild them.
+
+    One row per patient (:data:`~iac_spark.packing.text.CARRY_SCHEMA`): where the record is and
+    the ``doc_id``\\ s of its live documents that are not from ``exclude_paths`` (sources being
+    re-ingested, whose notes come again from the scan). None when there are none.
+    """
+    from ..packing.text import CARRY_SCHEMA
+    from .rows import pack_abspath
+
+    store = _store(out, store)
+    if not store.exists():
+        return None
+    snap = Snapshot.load(store)
+    recs = snap.sql(
+        "SELECT r.patient_id, r.pack_id, p.path AS pack_path, r.row FROM records r "
+        "JOIN packs p ON r.pack_id = p.pack_id "
+        f"WHERE NOT r.retired AND p.payload_type = {sql_str(layout)} AND p.dataset = {sql_str(dataset)}"
+    )
+    if not recs.num_rows:
+        return None
+    excluded = sorted({os.path.abspath(p) for p in exclude_paths})
+    where = (
+        f"NOT retired AND source_path NOT IN {sql_list(excluded)}" if excluded else "NOT retired"
+    )
+    docs = snap.table("documents", columns=["pack_id", "row", "doc_id"], where=where)
+    keep: dict[tuple[str, int], list[str]] = {}
+    for pack, row, doc in zip(
+        docs.column("pack_id").to_pylist(), docs.column("row").to_pylist(),
+        docs.column("doc_id").to_pylist(), strict=True,
+    ):  # fmt: skip
+        keep.setdefault((pack, row), []).append(doc)
+    rows = recs.to_pylist()
+    return pa.Table.from_pylist(
+        [
+            {
+                "patient_id": r["patient_id"],
+                "pack_id": r["pack_id"],
+                "pack_path": pack_abspath(store.out, r["pack_path"]),
+                "row": r["row"],
+                "keep": keep.get((r["pack_id"], r["row"]), []),
+            }
+            for r in rows
+        ],
+        schema=CARRY_SCHEMA,
+    )

@@ -24,18 +24,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import OptionError
 from ..inputs.discover import discover
-from ..inputs.survey import survey
-from ..packing.build import DICOM, BuildKind, BuildResult, new_run_id, run_build
+from ..inputs.survey import Source, survey
+from ..packing.build import DICOM, TEXT, BuildKind, BuildResult, new_run_id, run_build
 from ..packing.executor import Executor, LocalExecutor
+from ..text.rows import DEFAULT_GLOB
 from .commit import CommitResult, commit_build, record_failed_run
-from .incremental import SourcePlan, known_items, plan_sources
+from .incremental import SourcePlan, known_items, plan_sources, text_carry
 from .spark_delta import catalog_store
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["BUILD_KINDS", "CatalogBuildResult", "build"]
 
 #: Payload kinds a catalog build ingests.
-BUILD_KINDS: dict[str, BuildKind] = {"dicom": DICOM}
+BUILD_KINDS: dict[str, BuildKind] = {"dicom": DICOM, "text": TEXT}
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,11 @@ def build(
     out: str,
     *,
     dataset: str = "default",
-    kind: Literal["dicom"] = "dicom",
+    kind: Literal["dicom", "text"] = "dicom",
     executor: Literal["spark", "local"] | Executor = "spark",
     meta: bool = True,
+    compressed: Sequence[str] = (),
+    text_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     retry_failed: bool = False,
     glob_filter: str | None = None,
@@ -170,7 +173,11 @@ def build(
     otherwise runs the build core (:func:`iac_spark.packing.run_build`) on ``executor`` —
     ``"spark"`` (tasks on ``spark``), ``"local"`` (in this process, no JVM) or an
     :class:`~iac_spark.packing.Executor` — and commits the run. ``meta=False`` leaves the DICOM
-    JSON out of ``records`` (and the scan never encodes it). ``build_options`` are
+    JSON out of ``records`` (and the scan never encodes it). ``kind="text"`` ingests clinical
+    notes (``*.txt`` in zips, folders, bare files) into ``clinical_text`` packs, or with
+    ``layout="clinical_text_pair"`` paired with the notes under ``compressed``; patients that
+    get new notes are rebuilt with their earlier ones. ``text_options`` go to the note parser
+    (``path_pattern``, ``encoding``, ``max_doc_bytes``, ``normalize``). ``build_options`` are
     :class:`~iac_spark.packing.BuildSettings` fields (``layout``, ``pack_target_bytes``,
     ``shard_target_bytes``, ``codec``, ``num_tasks``, ...). A failed build or commit is recorded
     in ``runs`` with ``status='failed'`` (best effort) and re-raised. ``spark`` may be a session,
@@ -186,8 +193,18 @@ def build(
     store = catalog_store(
         out, spark=None if callable(spark) else spark, engine=engine, catalog_name=catalog_name
     )
-    surveyed = survey(discover(list(sources), glob_filter=glob_filter))
-    plan = plan_sources(out, surveyed, retry_failed=retry_failed, store=store)
+    build_kind = BUILD_KINDS[kind]
+    text = build_kind is TEXT
+    glob = glob_filter or (DEFAULT_GLOB if text else None)
+
+    def find(paths: Sequence[str]) -> list[Source]:
+        return survey(discover(list(paths), glob_filter=glob, filter_zips=not text))
+
+    surveyed = find(sources)
+    surveyed_compressed = find(compressed) if compressed else []
+    plan = plan_sources(
+        out, [*surveyed, *surveyed_compressed], retry_failed=retry_failed, store=store
+    )
     say(
         f"{len(surveyed)} sources: {len(plan.new)} new, {len(plan.changed)} changed, "
         f"{len(plan.unchanged)} unchanged"
@@ -198,15 +215,31 @@ def build(
             errors=0, skipped=0, new_sources=0, changed_sources=0, unchanged_sources=len(plan.unchanged),
             retired_records=0, catalog_version=plan.catalog_version, seconds=time.perf_counter() - t0, plan=plan,
         )  # fmt: skip
-    build_kind = BUILD_KINDS[kind]
-    known = known_items(out, exclude_paths=plan.retire_paths, store=store)
+    comp_paths = {s.path for s in surveyed_compressed}
+    ingest = [s for s in plan.to_ingest if s.path not in comp_paths]
+    ingest_compressed = [s for s in plan.to_ingest if s.path in comp_paths]
+    carry = None
+    if text:
+        known = known_items(
+            out, table="documents", identity="doc_id", exclude_paths=plan.retire_paths, store=store
+        )
+        layout = build_options.get("layout") or build_kind.layouts[0]
+        carry = text_carry(
+            out, dataset=dataset, layout=layout, exclude_paths=plan.retire_paths, store=store
+        )
+        scan_options: dict[str, object] = dict(text_options or {})
+        if glob_filter:
+            scan_options["glob_filter"] = glob_filter
+    else:
+        known = known_items(out, exclude_paths=plan.retire_paths, store=store)
+        scan_options = {"meta": meta, "promoted": True}
     run_id = run_id or new_run_id()
     result: BuildResult | None = None
     try:
         result = run_build(
-            plan.to_ingest, out, executor=_executor(executor, spark), kind=build_kind,
-            scan_options={"meta": meta, "promoted": True}, known=known, run_id=run_id,
-            progress=progress, dataset=dataset, keep_staging=True, **build_options,
+            ingest, out, executor=_executor(executor, spark), kind=build_kind,
+            scan_options=scan_options, known=known, carry=carry, compressed=ingest_compressed,
+            run_id=run_id, progress=progress, dataset=dataset, keep_staging=True, **build_options,
         )  # fmt: skip
         commit = commit_build(
             out, result, plan.to_ingest, retire_paths=plan.retire_paths, started_at=started_at,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..errors import CatalogError, location
 from ..inputs.survey import Source
 from ..packing.build import BuildResult, SourceTally
 from ..packing.merge import PackInfo
-from .schema import ATTRIBUTE_COLUMNS, RECORDS_SCHEMA, to_table
+from .schema import ATTRIBUTE_COLUMNS, DOCUMENTS_SCHEMA, RECORDS_SCHEMA, to_table
 
 __all__ = [
     "CONFLICT",
@@ -43,6 +43,7 @@ __all__ = [
     "INGESTED",
     "CatalogRows",
     "catalog_rows",
+    "documents_rows",
     "pack_abspath",
     "pack_relpath",
 ]
@@ -65,6 +66,7 @@ class CatalogRows:
     sources: pa.Table
     errors: pa.Table
     packs: pa.Table
+    documents: pa.Table = field(default_factory=DOCUMENTS_SCHEMA.empty_table)
 
     @property
     def num_errors(self) -> int:
@@ -183,6 +185,78 @@ def records_stream(result: BuildResult) -> tuple[Callable[[], pa.RecordBatchRead
     return (lambda: pa.RecordBatchReader.from_batches(RECORDS_SCHEMA, batches())), total
 
 
+def _record_locations(packs: Sequence[PackInfo]) -> pa.Table:
+    """patient_id → (pack_id, row) of every record (text packs: one record per patient)."""
+    tables = [
+        pa.table(
+            {
+                "patient_id": p.index.column("patient_id").cast(pa.string()),
+                "pack_id": pa.array([p.pack_id] * p.index.num_rows, pa.string()),
+                "row": pa.array(range(p.index.num_rows), pa.int64()),
+            }
+        )
+        for p in packs
+    ]
+    return pa.concat_tables(tables) if tables else pa.table(
+        {"patient_id": pa.array([], pa.string()), "pack_id": pa.array([], pa.string()),
+         "row": pa.array([], pa.int64())}
+    )  # fmt: skip
+
+
+def documents_rows(result: BuildResult, carried: pa.Table | None = None) -> pa.Table:
+    """The ``documents`` rows of a text build: every packed note, and the ``carried`` ones.
+
+    New notes come from the build's task files (exactly the rows that were packed); a carried
+    note is an earlier ``documents`` row of a rebuilt patient, moved to its new record.
+    """
+    if result.plan_kind.identity != "doc_id":
+        return DOCUMENTS_SCHEMA.empty_table()
+    where = _record_locations(result.packs)
+    parts = []
+    for path in result.task_files:
+        t = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        parts.append(
+            pa.table(
+                {
+                    "patient_id": t.column("patient_id"),
+                    "institution": t.column("institution"),
+                    "doc_id": t.column("doc_id"),
+                    "doc_type": t.column("doc_type"),
+                    "encounter": t.column("encounter"),
+                    "doc_timestamp": t.column("doc_timestamp"),
+                    "n_chars": t.column("n_chars"),
+                    "encoding": t.column("encoding"),
+                    "source_path": t.column("path"),
+                    "source_member": t.column("member"),
+                    "raw_crc32": t.column("crc32"),
+                }
+            )
+        )
+    if carried is not None and carried.num_rows:
+        parts.append(
+            carried.drop_columns([c for c in ("pack_id", "row") if c in carried.column_names])
+        )
+    if not parts:
+        return DOCUMENTS_SCHEMA.empty_table()
+    docs = pa.concat_tables(parts, promote_options="permissive")
+    docs = docs.join(where, "patient_id", join_type="inner")
+    n = docs.num_rows
+    fixed = {
+        "run_id": pa.array([result.run_id] * n, pa.string()),
+        "retired": pa.array([False] * n, pa.bool_()),
+        "retired_by_run": pa.nulls(n, pa.string()),
+    }
+    table = pa.table(
+        [
+            fixed[f.name] if f.name in fixed else docs.column(f.name).cast(f.type)
+            for f in DOCUMENTS_SCHEMA
+        ],
+        schema=DOCUMENTS_SCHEMA,
+    )
+    return table.sort_by([("pack_id", "ascending"), ("row", "ascending"),
+                          ("doc_timestamp", "ascending"), ("doc_id", "ascending")])  # fmt: skip
+
+
 def _pack_row(pack: PackInfo, out: str, run_id: str, now: datetime) -> dict[str, Any]:
     reader = PackReader(pack.path)
     try:
@@ -236,10 +310,14 @@ def _conflict_rows(result: BuildResult) -> list[dict[str, Any]]:
                 for j, o in enumerate(copies)
                 if j != i
             ]
+            outcome = (
+                "only the first copy is paired"
+                if result.layout == "clinical_text_pair"
+                else "all copies are packed"
+            )
             text = (
                 f"Conflicting{item}: {label} {ident} at {location(c['source_path'], c['source_member'])} "
-                f"(crc32 {c['crc32']:08x}) has different bytes than {', '.join(others)}; "
-                "all copies are packed"
+                f"(crc32 {c['crc32']:08x}) has different bytes than {', '.join(others)}; {outcome}"
             )
             out.append(
                 {"source_path": c["source_path"], "source_member": c["source_member"],
@@ -265,6 +343,7 @@ def catalog_rows(
     sources: Sequence[Source],
     *,
     known_locations: Mapping[tuple[str, int], str] | None = None,
+    carried: pa.Table | None = None,
     now: datetime | None = None,
 ) -> CatalogRows:
     """Rows of ``records``, ``sources``, ``errors`` and ``packs`` for one build.
@@ -272,6 +351,7 @@ def catalog_rows(
     ``sources`` are the inputs the build scanned (one ``sources`` row each, with the fingerprint
     from the build's survey). ``known_locations`` maps (identity, raw CRC-32) of catalog records
     to a description, used to name the kept copy of a duplicate catalogued by an earlier run.
+    ``carried`` are the earlier ``documents`` rows of rebuilt patients (text builds).
     """
     now = now or datetime.now(timezone.utc)
     run_id = result.run_id
@@ -290,4 +370,5 @@ def catalog_rows(
         run_id=run_id, records=records, num_records=n, sources=to_table("sources", source_rows),
         errors=to_table("errors", errors),
         packs=to_table("packs", [_pack_row(p, result.out, run_id, now) for p in result.packs]),
+        documents=documents_rows(result, carried),
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The catalog on a Delta-enabled SparkSession (Databricks, or ``configure_spark_with_delta_pip``).
+"""The catalog on a Delta-enabled SparkSession (Databricks, or ``local_session(delta=True)``).
 
 delta-rs (:class:`~iac_spark.catalog.store.DeltaRsStore`) is the default engine and
 needs no jars. When the session has Delta, :class:`SparkDeltaStore` implements the same
@@ -40,7 +40,7 @@ from .store import (
     retrying,
     sql_str,
 )
-from .views import Dialect
+from .views import SPARK_FUNCTIONS, Dialect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -131,6 +131,9 @@ class SparkDeltaStore:
         self.catalog_name = catalog_name
         self.retry = retry or RetryPolicy()
         self.view_prefix = view_prefix  # temp views of :meth:`session` are ``<prefix><name>``
+        # tables this store has created or seen: Snapshot.load calls ensure() before every read,
+        # and each CREATE TABLE IF NOT EXISTS costs a Delta log lookup (a quarter of a commit)
+        self._ensured: set[TableName] = set()
 
     def __repr__(self) -> str:
         return f"SparkDeltaStore({self.out!r}, catalog_name={self.catalog_name!r})"
@@ -165,6 +168,8 @@ class SparkDeltaStore:
     def ensure(self) -> None:
         props = ", ".join(f"{sql_str(k)} = {sql_str(v)}" for k, v in PLAIN_TABLE_PROPERTIES.items())
         for name in TABLES:
+            if name in self._ensured:
+                continue
             stmt = (
                 f"CREATE TABLE IF NOT EXISTS {self._ref(name)} ({spark_ddl(name)}) "
                 f"USING DELTA TBLPROPERTIES ({props})"
@@ -176,6 +181,7 @@ class SparkDeltaStore:
             retrying(
                 f"create {self.location(name)}", create, policy=self.retry, retry_if=_is_conflict
             )
+            self._ensured.add(name)
 
     def _history(self, name: TableName) -> list[dict[str, Any]]:
         """Delta history; ``epoch`` = commit time in seconds since 1970 (no time-zone ambiguity)."""
@@ -288,6 +294,8 @@ class SparkSqlSession:
             )
 
         self.dialect = Dialect(ref=ref, quote=lambda c: "`" + c.replace("`", "``") + "`")
+        for stmt in SPARK_FUNCTIONS:  # DataFusion built-ins the derived views use
+            self.spark.sql(stmt)
 
     def execute(self, sql: str) -> pa.Table:
         return self.spark.sql(sql).toArrow()
@@ -297,11 +305,10 @@ class SparkSqlSession:
 
 
 def _affected(df: DataFrame) -> int:
-    try:
-        rows = df.collect()
-        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
-    except Exception:
-        return 0
+    """``num_affected_rows`` of a Delta UPDATE/DELETE result (the statement ran already)."""
+    # no blanket ``except``: a result we cannot read is an error, not "0 rows retired"
+    rows = df.collect()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def catalog_store(
@@ -321,6 +328,7 @@ def catalog_store(
     if spark is None or not has_delta(spark):
         raise CatalogError(
             "engine='spark' / catalog_name= needs a Delta-enabled SparkSession (Databricks, or "
-            "configure_spark_with_delta_pip); the default engine='delta-rs' needs no jars"
+            "iac_spark.local_session(delta=True) after `make delta-jars`); the default "
+            "engine='delta-rs' needs no jars"
         )
     return SparkDeltaStore(spark, out, catalog_name=catalog_name)

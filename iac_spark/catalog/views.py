@@ -86,30 +86,112 @@ def view_sql(name: TableName, d: Dialect) -> str:
     return sql
 
 
-#: Views over the committed tables, built from other views (referenced by their view names).
+#: The slice position of a record along its slice normal (mm): the normal is the cross product
+#: of the row and column direction cosines of ImageOrientationPatient, normalised; without a
+#: usable orientation (missing, or a degenerate normal) the position is ImagePositionPatient's z.
+#: Null without a 3-value ImagePositionPatient. Used by ``series`` and by
+#: :meth:`iac_spark.data.RecordDataset.series` (through the same definition).
+SLICE_POSITION = """
+CASE WHEN cardinality(image_position_patient) <> 3 THEN NULL
+     WHEN cardinality(image_orientation_patient) = 6 AND
+          n1 * n1 + n2 * n2 + n3 * n3 > 0.5
+     THEN (array_element(image_position_patient, 1) * n1
+           + array_element(image_position_patient, 2) * n2
+           + array_element(image_position_patient, 3) * n3) / sqrt(n1 * n1 + n2 * n2 + n3 * n3)
+     ELSE array_element(image_position_patient, 3)
+END"""
+
+#: Components n1, n2, n3 of the (unnormalised) slice normal, row cosines × column cosines.
+_NORMAL = """
+array_element(image_orientation_patient, 2) * array_element(image_orientation_patient, 6)
+  - array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 5) AS n1,
+array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 4)
+  - array_element(image_orientation_patient, 1) * array_element(image_orientation_patient, 6) AS n2,
+array_element(image_orientation_patient, 1) * array_element(image_orientation_patient, 5)
+  - array_element(image_orientation_patient, 2) * array_element(image_orientation_patient, 4) AS n3"""
+
+#: A series has a position gap when its largest step between distinct slice positions exceeds
+#: this many median steps (plus 1 µm for rounding): a missing slice doubles one step.
+POSITION_GAP_FACTOR = 1.5
+
+#: Views over the committed tables, built from other views (``{records}`` is the committed
+#: ``records`` view of the session). One SQL text for DataFusion and Spark SQL: only functions
+#: both engines have (``median``, ``lead``, ``array_agg(DISTINCT ...) FILTER``, ``array_sort``,
+#: ``cardinality``), plus ``array_element(array, i)`` (1-based; built into DataFusion, defined
+#: for Spark SQL by :data:`SPARK_FUNCTIONS`). Both hold live records only: committed, not retired.
+#:
+#: ``series``: one row per series. ``slice_step`` is the median step between the series'
+#: distinct slice positions (:data:`SLICE_POSITION`, rounded to 1 µm), ``z_extent`` the distance
+#: between the first and the last slice; ``has_instance_gap``: the InstanceNumbers from min to
+#: max are not all there; ``has_position_gap``: one step is more than
+#: :data:`POSITION_GAP_FACTOR` median steps (each null when the series has no instance numbers /
+#: no positions). ``studies``: one row per study, ``modalities`` sorted.
 DERIVED_VIEWS: dict[str, str] = {
-    "series": """
-SELECT series_instance_uid,
-       min(study_instance_uid) AS study_instance_uid,
-       min(patient_id) AS patient_id,
-       min(modality) AS modality,
-       min(series_description) AS series_description,
-       min(body_part_examined) AS body_part_examined,
-       count(*) AS num_instances,
-       min(rows) AS rows, min(columns) AS columns,
-       min(slice_thickness) AS slice_thickness,
-       sum(raw_length) AS raw_bytes,
-       array_agg(DISTINCT pack_id) AS pack_ids
-FROM {records}
-WHERE NOT retired AND series_instance_uid IS NOT NULL
-GROUP BY series_instance_uid
+    "series": f"""
+WITH live AS (
+  SELECT series_instance_uid, study_instance_uid, patient_id, modality, series_description,
+         body_part_examined, rows, columns, slice_thickness, instance_number, raw_length, pack_id,
+         image_position_patient, image_orientation_patient, {_NORMAL}
+  FROM {{records}}
+  WHERE NOT retired AND series_instance_uid IS NOT NULL
+),
+placed AS (
+  SELECT series_instance_uid, study_instance_uid, patient_id, modality, series_description,
+         body_part_examined, rows, columns, slice_thickness, instance_number, raw_length, pack_id,
+         {SLICE_POSITION} AS slice_position
+  FROM live
+),
+positions AS (
+  SELECT DISTINCT series_instance_uid AS uid, round(slice_position, 3) AS slice_position
+  FROM placed WHERE slice_position IS NOT NULL
+),
+steps AS (
+  SELECT uid, lead(slice_position) OVER (PARTITION BY uid ORDER BY slice_position)
+              - slice_position AS step
+  FROM positions
+),
+step_stats AS (
+  SELECT uid, median(step) AS slice_step, max(step) AS max_step FROM steps GROUP BY uid
+),
+per_series AS (
+  SELECT series_instance_uid,
+         min(study_instance_uid) AS study_instance_uid,
+         min(patient_id) AS patient_id,
+         min(modality) AS modality,
+         min(series_description) AS series_description,
+         min(body_part_examined) AS body_part_examined,
+         count(*) AS num_instances,
+         min(rows) AS rows_, min(columns) AS columns_,
+         min(slice_thickness) AS slice_thickness,
+         max(slice_position) - min(slice_position) AS z_extent,
+         count(DISTINCT instance_number) AS instance_numbers,
+         CAST(max(instance_number) AS BIGINT) - CAST(min(instance_number) AS BIGINT) + 1
+           AS instance_span,
+         sum(raw_length) AS raw_bytes,
+         array_sort(array_agg(DISTINCT pack_id)) AS pack_ids
+  FROM placed
+  GROUP BY series_instance_uid
+)
+SELECT a.series_instance_uid, a.study_instance_uid, a.patient_id, a.modality,
+       a.series_description, a.body_part_examined, a.num_instances,
+       a.rows_ AS rows, a.columns_ AS columns, a.slice_thickness,
+       s.slice_step, a.z_extent,
+       CASE WHEN a.instance_numbers = 0 THEN NULL
+            ELSE a.instance_span > a.instance_numbers END AS has_instance_gap,
+       CASE WHEN s.uid IS NULL THEN NULL
+            WHEN s.max_step IS NULL THEN false
+            ELSE s.max_step > {POSITION_GAP_FACTOR} * s.slice_step + 0.001 END AS has_position_gap,
+       a.raw_bytes, a.pack_ids
+FROM per_series a LEFT JOIN step_stats s ON a.series_instance_uid = s.uid
 """,
     "studies": """
 SELECT study_instance_uid,
        min(patient_id) AS patient_id,
        min(study_date) AS study_date,
        min(study_description) AS study_description,
-       array_agg(DISTINCT modality) AS modalities,
+       CASE WHEN count(modality) = 0 THEN NULL
+            ELSE array_sort(array_agg(DISTINCT modality) FILTER (WHERE modality IS NOT NULL))
+       END AS modalities,
        count(DISTINCT series_instance_uid) AS num_series,
        count(*) AS num_instances,
        sum(raw_length) AS raw_bytes
@@ -118,6 +200,15 @@ WHERE NOT retired AND study_instance_uid IS NOT NULL
 GROUP BY study_instance_uid
 """,
 }
+
+#: Statements that define, for a Spark SQL session, the functions :data:`DERIVED_VIEWS` use
+#: that Spark SQL lacks under DataFusion's name: ``array_element`` (DataFusion's 1-based element
+#: access, null when out of range) is Spark's ``try_element_at``. Spark's ``a[i]`` is 0-based and
+#: DataFusion's 1-based, so neither engine's bracket syntax may appear in shared SQL.
+SPARK_FUNCTIONS: tuple[str, ...] = (
+    "CREATE OR REPLACE TEMPORARY FUNCTION array_element(a ARRAY<DOUBLE>, i INT) "
+    "RETURNS DOUBLE RETURN try_element_at(a, i)",
+)
 
 #: Every view name a catalog reader exposes: the tables, then the derived views.
 VIEWS: tuple[str, ...] = (*SCHEMAS, *DERIVED_VIEWS)

@@ -83,12 +83,15 @@ def discover(
     *,
     glob_filter: str | None = None,
     recursive: bool = True,
+    filter_zips: bool = True,
 ) -> list[InputFile]:
     """List the files under ``paths`` in a stable order, without duplicates.
 
-    ``glob_filter`` (Spark's ``pathGlobFilter``) matches file base names; hidden files
-    (``.name``) and Spark's ``_name`` metadata files found inside directories are skipped.
-    Raises :class:`InputNotFoundError` naming the path that matched nothing.
+    ``glob_filter`` (Spark's ``pathGlobFilter``) matches file base names; with
+    ``filter_zips=False`` zip archives are kept whatever their name (``ziptext`` applies its
+    ``*.txt`` filter to the members inside them instead). Hidden files (``.name``) and Spark's
+    ``_name`` metadata files found inside directories are skipped. Raises
+    :class:`InputNotFoundError` naming the path that matched nothing.
     """
     seen: set[str] = set()
     out: list[InputFile] = []
@@ -112,10 +115,14 @@ def discover(
             for file in candidates:
                 if file in seen:
                     continue
-                if glob_filter and not fnmatch.fnmatch(os.path.basename(file), glob_filter):
+                kind: Literal["zip", "file"] = "zip" if _is_zip(file) else "file"
+                if (
+                    glob_filter
+                    and (filter_zips or kind != "zip")
+                    and not fnmatch.fnmatch(os.path.basename(file), glob_filter)
+                ):
                     continue
                 seen.add(file)
                 st = os.stat(file)
-                kind: Literal["zip", "file"] = "zip" if _is_zip(file) else "file"
                 out.append(InputFile(file, st.st_size, st.st_mtime, kind))
     return out

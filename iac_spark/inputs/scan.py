@@ -83,7 +83,9 @@ class MemberParser(Protocol):
     ``parse`` gets the member's location, its declared size, the first bytes already read
     (``head``), the whole bytes when ``whole_member`` is true (else None) and ``fetch(n)``
     returning the next ``n`` bytes of the stream. It returns the values of ``schema`` in order
-    or raises a :class:`~iac_spark.errors.MemberError` (an error row).
+    or raises a :class:`~iac_spark.errors.MemberError` (an error row). A parser may also have
+    ``precheck(where, name, size)``, called before a member it does not skip is read, to refuse
+    it by its declared size (an oversized note is never read into memory).
     """
 
     schema: pa.Schema
@@ -234,6 +236,13 @@ class _Scanner:
         data: bytes | None = None
         label = name if name is not None else path
         try:
+            precheck = getattr(self.parser, "precheck", None)
+            if (
+                precheck is not None
+                and (name is None or not looks_like_zip_name(name))
+                and not self.parser.skips(label, b"")
+            ):
+                precheck(where, label, size)
             if self.whole or crc is None:
                 data = read_bounded(stream, size, where)
                 if len(data) < size:

@@ -46,6 +46,7 @@ from ..errors import BuildError, OptionError
 from ..inputs.plan import plan_partitions
 from ..inputs.scan import MemberParser
 from ..inputs.survey import Source
+from ..text.rows import TextParser
 from .executor import Executor, Progress
 from .layout import LAYOUTS, RecordCodec, staging_dir
 from .merge import DEFAULT_PACK_TARGET_BYTES, PackInfo, merge_segments, remove_tree
@@ -60,10 +61,12 @@ from .plan import (
 )
 from .scanning import ScanTaskResult, ScanTaskSpec, read_scan_columns, run_scan_task
 from .shard import DEFAULT_SHARD_TARGET_BYTES
-from .task import PackTaskSpec, TaskResult, run_pack_task
+from .task import PackTaskSpec, RecordSource, TaskResult, dicom_members, run_pack_task
+from .text import TEXT_PLAN, pair_patients, plan_pairs, text_patients, write_carry
 
 __all__ = [
     "DICOM",
+    "TEXT",
     "BuildKind",
     "BuildResult",
     "BuildSettings",
@@ -95,16 +98,31 @@ class BuildKind:
     name: str  # "dicom" | "text"
     parser: Callable[..., MemberParser]  # called with the kind's scan options
     plan: PlanKind
-    layouts: tuple[str, ...]  # the first is the default
+    #: layout name → the record source of its pack tasks; the first layout is the default
+    sources: dict[str, RecordSource]
     plan_columns: tuple[str, ...]  # scan columns the plan reads (plus status, error)
+    pair_layouts: tuple[str, ...] = ()  # layouts built from two scans (source + compressed)
+
+    @property
+    def layouts(self) -> tuple[str, ...]:
+        return tuple(self.sources)
 
 
 DICOM = BuildKind(
     name="dicom",
     parser=DicomParser,
     plan=DICOM_PLAN,
-    layouts=("dicom_p10",),
+    sources={"dicom_p10": dicom_members},
     plan_columns=(*DICOM_PLAN.columns, "status", "error"),
+)
+
+TEXT = BuildKind(
+    name="text",
+    parser=TextParser,
+    plan=TEXT_PLAN,
+    sources={"clinical_text": text_patients, "clinical_text_pair": pair_patients},
+    plan_columns=(*(c for c in TEXT_PLAN.columns if not c.startswith("_")), "status", "error"),
+    pair_layouts=("clinical_text_pair",),
 )
 
 
@@ -141,6 +159,8 @@ class BuildResult:
     plan_kind: PlanKind = DICOM_PLAN
     staging: str = field(repr=False, default="")
     scan_files: list[str] = field(repr=False, default_factory=list)
+    task_files: list[str] = field(repr=False, default_factory=list)  # the packed rows, per task
+    carry: pa.Table | None = field(repr=False, default=None)  # patients rebuilt (text)
 
     @property
     def num_records(self) -> int:
@@ -218,7 +238,7 @@ def _issues(plan: BuildPlan, results: Sequence[TaskResult]) -> pa.Table:
         },
         schema=ISSUE_SCHEMA,
     )
-    return pa.concat_tables([plan.scan_errors, pack_table])
+    return pa.concat_tables([plan.scan_errors, plan.other_issues, pack_table])
 
 
 @dataclass(frozen=True)
@@ -270,20 +290,27 @@ def source_scan(
     settings: BuildSettings,
     scan_options: dict[str, object] | None = None,
     progress: Progress | None = None,
+    *,
+    compressed: Sequence[Source] = (),
 ) -> ScanPhase:
-    """The scan phase over ``sources``: scan tasks on ``executor``, balanced by member weight."""
+    """The scan phase over ``sources`` (and, for pairs, ``compressed`` with role
+    ``"compressed"``): scan tasks on ``executor``, balanced by member weight."""
 
     def scan(scan_dir: str) -> list[ScanTaskResult]:
-        total = sum(s.total_weight for s in sources)
-        mpb = settings.max_partition_bytes
-        parts = plan_partitions(
-            sources,
-            max_partition_bytes=mpb,
-            num_partitions=max(executor.parallelism(), math.ceil(total / mpb)),
-        )
         parser = functools.partial(kind.parser, **(scan_options or {}))
-        specs = [ScanTaskSpec(tuple(p), parser, scan_dir) for p in parts]
-        planned = sum(s.file.size for s in sources)
+        mpb = settings.max_partition_bytes
+        specs = []
+        for role, group in (("source", sources), ("compressed", compressed)):
+            if not group:
+                continue
+            total = sum(s.total_weight for s in group)
+            parts = plan_partitions(
+                group,
+                max_partition_bytes=mpb,
+                num_partitions=max(executor.parallelism(), math.ceil(total / mpb)),
+            )
+            specs += [ScanTaskSpec(tuple(p), parser, scan_dir, role) for p in parts]
+        planned = sum(s.file.size for s in (*sources, *compressed))
         return executor.run(
             run_scan_task, specs, phase="scan", planned_bytes=planned, progress=progress
         )
@@ -299,6 +326,8 @@ def run_build(
     kind: BuildKind = DICOM,
     scan_options: dict[str, object] | None = None,
     known: pa.Table | None = None,
+    carry: pa.Table | None = None,
+    compressed: Sequence[Source] = (),
     run_id: str | None = None,
     progress: Progress | None = None,
     **options: object,
@@ -311,13 +340,22 @@ def run_build(
     ``keep_staging`` (keep the scan files for the catalog commit until
     :meth:`BuildResult.cleanup`). ``scan_options`` go to the kind's parser (DICOM: ``meta``).
     ``known`` is a two-column table (identity, raw CRC-32) of the items already live in the
-    catalog, so reruns report them as duplicates. Raises :class:`BuildError` on failure, after
-    removing everything this run published.
+    catalog, so reruns report them as duplicates. Text only: ``compressed`` are the sources of
+    the teacher-compressed notes of a ``clinical_text_pair`` build; ``carry``
+    (:data:`~iac_spark.packing.text.CARRY_SCHEMA`) names the patients already packed whose
+    record this build replaces. Raises :class:`BuildError` on failure, after removing
+    everything this run published.
     """
     settings = BuildSettings.make(kind, **options)
-    scan = source_scan(sources, executor, kind, settings, scan_options, progress)
+    if settings.layout in kind.pair_layouts and not compressed:
+        raise OptionError(f"layout {settings.layout!r} needs the compressed notes' sources")
+    if compressed and settings.layout not in kind.pair_layouts:
+        raise OptionError(f"compressed sources only go with {kind.pair_layouts or 'pair layouts'}")
+    scan = source_scan(
+        sources, executor, kind, settings, scan_options, progress, compressed=compressed
+    )
     return build_from_scan(
-        scan, out, executor=executor, kind=kind, settings=settings, known=known,
+        scan, out, executor=executor, kind=kind, settings=settings, known=known, carry=carry,
         run_id=run_id, progress=progress,
     )  # fmt: skip
 
@@ -330,6 +368,7 @@ def build_from_scan(
     kind: BuildKind,
     settings: BuildSettings,
     known: pa.Table | None = None,
+    carry: pa.Table | None = None,
     run_id: str | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
@@ -355,8 +394,13 @@ def build_from_scan(
             n = settings.num_tasks or max(
                 executor.parallelism(), math.ceil(raw_total / TASK_RAW_BYTES)
             )
-            plan = plan_build(rows, kind.plan, num_tasks=n, tasks_dir=tasks_dir, known=known)
+            if settings.layout in kind.pair_layouts:
+                roles = [r.role for r in scans]
+                plan = plan_pairs(rows, roles, num_tasks=n, tasks_dir=tasks_dir, known=known)
+            else:
+                plan = plan_build(rows, kind.plan, num_tasks=n, tasks_dir=tasks_dir, known=known)
             del rows
+            write_carry(plan, carry)
         else:
             plan = BuildPlan(
                 [], ISSUE_SCHEMA.empty_table(), DUPLICATE_SCHEMA.empty_table(),
@@ -373,6 +417,7 @@ def build_from_scan(
                 staging,
                 settings.layout,
                 settings.codec,
+                kind.sources[settings.layout],
                 settings.shard_target_bytes,
                 scan_files=tuple(scan_files),
             )
@@ -416,6 +461,7 @@ def build_from_scan(
         issues=issues, duplicates=plan.duplicates, conflicts=plan.conflicts, sources=tally,
         raw_bytes=sum(r.raw_bytes for r in results), seconds=time.perf_counter() - started,
         plan_kind=kind.plan, staging=staging, scan_files=scan_files,
+        task_files=[t.path for t in plan.tasks], carry=carry,
     )  # fmt: skip
     if not settings.keep_staging:
         result.cleanup()

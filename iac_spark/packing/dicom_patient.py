@@ -100,9 +100,12 @@ PAYLOAD_TYPE: Final = "dicom_patient"
 #: ``iatro-iac-adapters`` versions whose builder/reader this module was checked against.
 ADAPTER_VERSIONS_CHECKED: Final = ("0.1.4",)
 
-#: JPEG XL effort used when the caller has no preference. Measured by
-#: ``bench/layouts_probe.py``: effort 2 stores CT/MR pixels within ~1-2 % of effort 3
-#: at about twice its speed; effort 1 is several times faster but ~8-20 % larger.
+#: JPEG XL effort used when the caller has no preference, chosen by ``bench/layouts_probe.py``
+#: (per core): on 8 real lossless CT/MR images effort 2 stores the pixels 1.57x smaller than
+#: zstd-3 (effort 1: 1.46x, 3: 1.67x, 5: 1.74x) with the encoder at ~62 MB/s (1: ~500, 3: ~35,
+#: 5: ~10); on the generated corpus its packs are 0.74x the zips (1: 0.80x, 3: 0.73x) and the
+#: whole build runs at ~38-40 MB/s (1: ~55-73, 3: ~27). Effort 3 buys ~6 % on real pixels for
+#: ~30 % of the build speed; effort 1 misses 0.75x the zips.
 DEFAULT_JXL_EFFORT: Final = 2
 
 #: The schema version of the layout this module expects the adapter to write.
@@ -310,7 +313,7 @@ class _Candidate:
     patient_raw: str
     patient_key: str
     instance_number: int | None
-    prefix: bytes  # prepended for the builder (Part 10 wrapper), usually b""
+    prefix: bytes  # preamble + "DICM" for a File Meta group without them, usually b""
     decoded_by_adapter: bool  # the builder decodes it itself: compare with pydicom afterwards
     data: bytes | None = field(default=None, repr=False)  # kept when within the memory budget
 
@@ -330,20 +333,24 @@ class _Candidate:
         return self.prefix + raw if self.prefix else raw
 
 
-class _Source:
-    """What the builder reads one instance from: ``name`` labels its messages, ``read()`` loads."""
+class _Source(io.BytesIO):
+    """One instance's bytes for the builder; ``name`` is how the builder's messages label it."""
 
-    def __init__(self, cand: _Candidate) -> None:
-        self.name = cand.where
-        self.error: MemberError | None = None
-        self._cand = cand
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
 
-    def read(self) -> bytes:
+
+def _sources(cands: list[_Candidate], unreadable: dict[int, MemberError]) -> Iterator[_Source]:
+    """The builder's input, loaded lazily on the calling thread (never in the builder's pool,
+    so loaders need not be thread-safe; the builder keeps only ``2 * workers`` ahead)."""
+    for c in cands:
         try:
-            return self._cand.part10()
+            data = c.part10()
         except MemberError as exc:
-            self.error = exc
+            unreadable[id(c)] = exc
             raise
+        yield _Source(data, c.where)
 
 
 def _ts_label(ts: UID) -> str:
@@ -458,11 +465,11 @@ def _classify(member: PatientMember) -> _Candidate:
             raise UnsupportedPixelDataError(
                 f"{where}: pixel data without {' / '.join(absent)}, so it cannot be decoded"
             )
+        if not ts.is_transfer_syntax:
+            raise UnsupportedPixelDataError(f"{where}: unknown transfer syntax {ts}")
         problems = _pixel_type_problems(ds, ts, where)
         if problems:
             raise UnsupportedPixelTypeError(f"{where}: {'; '.join(problems)}")
-        if not ts.is_transfer_syntax:
-            raise UnsupportedPixelDataError(f"{where}: unknown transfer syntax {ts}")
         problem = _decoder_problem(ts) if ts.is_compressed else None
         if problem:
             raise UnsupportedPixelDataError(f"{where}: {problem}")
@@ -574,29 +581,29 @@ def _select(
 
 def _run_builder(
     path: str, cands: list[_Candidate], *, effort: int, workers: int
-) -> tuple[Exception | None, list[_Source]]:
-    """Build ``path`` from ``cands``: (None, sources) or (the builder's data error, sources)."""
-    sources = [_Source(c) for c in cands]
+) -> tuple[Exception | None, dict[int, MemberError]]:
+    """Build ``path`` from ``cands``: (the builder's data error or None, unreadable members)."""
+    unreadable: dict[int, MemberError] = {}
     try:
         build_dicom_patient_package_from_files(
-            iter(sources), path, effort=effort, workers=workers, overwrite=False
+            _sources(cands, unreadable), path, effort=effort, workers=workers, overwrite=False
         )
     except (OSError, MemoryError):
         _unlink(path)
         raise
     except Exception as exc:
         _unlink(path)
-        return exc, sources
-    return None, sources
+        return exc, unreadable
+    return None, unreadable
 
 
 def _culprits(
-    cands: list[_Candidate], failure: Exception, sources: list[_Source], scratch: str
+    cands: list[_Candidate], failure: Exception, unreadable: dict[int, MemberError], scratch: str
 ) -> dict[int, MemberError]:
     """Which candidates made the build fail, by ``id``; every one of them if none alone does."""
-    found = {id(s._cand): s.error for s in sources if s.error is not None}
-    if found:
-        return found
+    if unreadable:
+        return unreadable
+    found: dict[int, MemberError] = {}
     for c in cands:
         problem = _probe(c)
         if problem is not None:
@@ -605,9 +612,11 @@ def _culprits(
         return found
     for c in cands:  # each alone through the builder itself
         probe_path = os.path.join(scratch, f"probe-{uuid.uuid4().hex}.iac")
-        error, _ = _run_builder(probe_path, [c], effort=_PROBE_EFFORT, workers=1)
+        error, gone = _run_builder(probe_path, [c], effort=_PROBE_EFFORT, workers=1)
         _unlink(probe_path)
-        if error is not None:
+        if gone:
+            found.update(gone)
+        elif error is not None:
             found[id(c)] = UnsupportedInstanceError(
                 f"{c.where}: the dicom_patient builder rejects it: {type(error).__name__}: {error}"
             )
@@ -787,7 +796,7 @@ def _build(
         build, duplicates, refused = _select(alive)
         if not build:
             break
-        error, sources = _run_builder(temp, build, effort=effort, workers=workers)
+        error, unreadable = _run_builder(temp, build, effort=effort, workers=workers)
         if error is None:
             bad = _pixel_mismatches(temp, build, check_pixels)
             if not bad:
@@ -795,7 +804,7 @@ def _build(
             _unlink(temp)
         else:
             with tempfile.TemporaryDirectory(dir=directory, prefix=".probe-") as scratch:
-                bad = _culprits(build, error, sources, scratch)
+                bad = _culprits(build, error, unreadable, scratch)
         for c in build:
             if id(c) in bad:
                 failed[c.content_key] = (c.where, bad[id(c)])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +43,7 @@ __all__ = [
     "BuildPlan",
     "PlanKind",
     "TaskPlan",
+    "dedupe",
     "plan_build",
     "read_task",
 ]
@@ -114,6 +115,7 @@ class TaskPlan:
     path: str
     num_records: int
     raw_bytes: int
+    carry: str | None = None  # patients already packed that this task rebuilds (text)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class BuildPlan:
     scan_errors: pa.Table  # ISSUE_SCHEMA, stage "scan"
     duplicates: pa.Table  # DUPLICATE_SCHEMA
     conflicts: pa.Table  # CONFLICT_SCHEMA
+    other_issues: pa.Table = field(default_factory=ISSUE_SCHEMA.empty_table)  # e.g. "unpaired"
 
     @property
     def num_records(self) -> int:
@@ -138,10 +141,14 @@ def _arange(n: int) -> pa.Array:
     return pa.array(range(n), pa.int64())
 
 
-def _dedupe(
+def dedupe(
     ok: pa.Table, identity: str, known: pa.Table | None
 ) -> tuple[pa.Array, pa.Table, pa.Table]:
-    """(duplicate mask over ``ok``, duplicates, conflicts). ``ok`` is in (path, member) order."""
+    """(duplicate mask over ``ok``, duplicates, conflicts).
+
+    ``ok`` is in (path, member) order: the first copy of an (identity, CRC-32) is kept, every
+    later one is a duplicate of it; a copy in ``known`` (the catalog) comes before all of them.
+    """
     n = ok.num_rows
     order = _arange(n)
     with_id = pc.is_valid(ok.column(identity))
@@ -272,7 +279,7 @@ def plan_build(
         schema=ISSUE_SCHEMA,
     )
     ok = rows.filter(pc.equal(status, "ok")).select(list(kind.columns))
-    dup_mask, duplicates, conflicts = _dedupe(ok, kind.identity, known)
+    dup_mask, duplicates, conflicts = dedupe(ok, kind.identity, known)
     kept = ok.filter(pc.invert(dup_mask))
     tasks: list[TaskPlan] = []
     if kept.num_rows:

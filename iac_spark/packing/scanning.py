@@ -53,6 +53,7 @@ class ScanTaskSpec:
     units: tuple[ScanUnit, ...]
     parser: Callable[[], MemberParser]
     out_dir: str
+    role: str = "source"  # "compressed": the teacher-compressed notes of a pair build
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class ScanTaskResult:
     path: str
     rows: int
     counts: dict[str, SourceCounts] = field(default_factory=dict)
+    role: str = "source"
 
 
 def run_scan_task(spec: ScanTaskSpec, attempt: Attempt) -> ScanTaskResult:
@@ -86,7 +88,7 @@ def run_scan_task(spec: ScanTaskSpec, attempt: Attempt) -> ScanTaskResult:
         if rows:
             writer.write_batch(rows_to_batch(rows, schema))
             n += len(rows)
-    return ScanTaskResult(attempt.task_id, attempt.attempt_id, path, n, stats.counts)
+    return ScanTaskResult(attempt.task_id, attempt.attempt_id, path, n, stats.counts, spec.role)
 
 
 def read_scan_columns(paths: Sequence[str], columns: Sequence[str]) -> pa.Table:

@@ -12,7 +12,8 @@ Example:
     >>> from iac_spark.packing.plan import TaskPlan
     >>> from iac_spark.packing.layout import RecordCodec
     >>> d = tempfile.mkdtemp()
-    >>> spec = PackTaskSpec(TaskPlan(0, "/nonexistent", 0, 0), d, "dicom_p10", RecordCodec.create("zstd"))
+    >>> spec = PackTaskSpec(TaskPlan(0, "/nonexistent", 0, 0), d, "dicom_p10", RecordCodec.create("zstd"),
+    ...                     dicom_members)
     >>> run_pack_task(spec, Attempt(0, 1)).segments
     []
 """
@@ -34,7 +35,17 @@ from .layout import LAYOUTS, RecordCodec
 from .plan import TaskPlan, read_task
 from .shard import DEFAULT_SHARD_TARGET_BYTES, SegmentInfo, ShardWriter
 
-__all__ = ["RECORD_SOURCES", "Issue", "PackTaskSpec", "Record", "TaskResult", "run_pack_task"]
+__all__ = [
+    "Issue",
+    "PackTaskSpec",
+    "PatientRecords",
+    "Record",
+    "RecordSource",
+    "TaskResult",
+    "dicom_members",
+    "patient_runs",
+    "run_pack_task",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,11 @@ class Issue:
     error: str
 
 
+#: A patient's records (or issues), in pack order; the int is the patient's planned raw bytes.
+PatientRecords: TypeAlias = tuple[int, Iterator[Record | Issue]]
+RecordSource: TypeAlias = Callable[[pa.Table, "PackTaskSpec"], Iterator[PatientRecords]]
+
+
 @dataclass(frozen=True)
 class PackTaskSpec:
     """Everything a pack task needs (small and picklable)."""
@@ -63,13 +79,10 @@ class PackTaskSpec:
     staging: str
     layout: str
     codec: RecordCodec
+    source: RecordSource  # module-level function (pickled by reference)
     shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES
-    #: name in :data:`RECORD_SOURCES`; default: the layout's name
-    source: str | None = None
     #: scan files the rows' ``_file`` column indexes (record sources that read scanned values)
     scan_files: tuple[str, ...] = ()
-    #: record-source specific settings (picklable)
-    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,12 +97,7 @@ class TaskResult:
     raw_bytes: int = 0
 
 
-#: A patient's records (or issues), in pack order; the int is the patient's planned raw bytes.
-PatientRecords: TypeAlias = tuple[int, Iterator[Record | Issue]]
-RecordSource: TypeAlias = Callable[[pa.Table, PackTaskSpec], Iterator[PatientRecords]]
-
-
-def _patients(rows: pa.Table) -> Iterator[tuple[int, int, int]]:
+def patient_runs(rows: pa.Table) -> Iterator[tuple[int, int, int]]:
     """(start, stop, planned bytes) of each patient's run of rows (rows are sorted by patient)."""
     patients = rows.column("patient_id").to_pylist()
     sizes = rows.column("size").to_pylist()
@@ -121,18 +129,14 @@ def dicom_members(rows: pa.Table, spec: PackTaskSpec) -> Iterator[PatientRecords
                 values = (sop, series, study, pid, modality, inst, size, path, member)
                 yield Record(values, data, (path,))
 
-        for start, stop, planned in _patients(rows):
+        for start, stop, planned in patient_runs(rows):
             yield planned, records(start, stop)
-
-
-#: Record sources by name.
-RECORD_SOURCES: dict[str, RecordSource] = {"dicom_p10": dicom_members}
 
 
 def run_pack_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
     """Pack the rows of one task into segments under ``spec.staging``."""
     layout = LAYOUTS[spec.layout]
-    source = RECORD_SOURCES[spec.source or spec.layout]
+    source = spec.source
     writer = ShardWriter(
         spec.staging, layout=layout, codec=spec.codec, task_id=spec.task.task_id,
         attempt_id=attempt.attempt_id, shard_target_bytes=spec.shard_target_bytes,

@@ -1,7 +1,8 @@
-"""Spark Python data sources: ``zipdcm`` (scan zips) and ``iac`` (read packs back)."""
+"""Spark Python data sources: ``zipdcm`` and ``ziptext`` (scan archives), ``iac`` (read packs back)."""
 
 from __future__ import annotations
 
-__all__ = ["ZipDcmDataSource"]
+__all__ = ["ZipDcmDataSource", "ZipTextDataSource"]
 
 from .zipdcm import ZipDcmDataSource
+from .ziptext import ZipTextDataSource

@@ -24,8 +24,11 @@ from typing import cast
 
 from ..errors import OptionError
 from ..inputs.scan import Mode
+from ..text.decode import AUTO, DEFAULT_MAX_DOC_BYTES, Normalize, resolve_encoding
+from ..text.fields import DEFAULT_PATH_PATTERN, compile_path_pattern
+from ..text.rows import DEFAULT_GLOB
 
-__all__ = ["ZipDcmOptions", "parse_bool", "parse_bytes"]
+__all__ = ["ZipDcmOptions", "ZipTextOptions", "parse_bool", "parse_bytes"]
 
 _MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
 _UNITS = {
@@ -64,7 +67,7 @@ def parse_bytes(name: str, value: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
-def _paths(options: Mapping[str, str]) -> tuple[str, ...]:
+def _paths(options: Mapping[str, str], source: str = "zipdcm") -> tuple[str, ...]:
     out: list[str] = []
     if options.get("paths"):
         raw = options["paths"]
@@ -76,8 +79,56 @@ def _paths(options: Mapping[str, str]) -> tuple[str, ...]:
     if options.get("path"):
         out.append(options["path"])
     if not out:
-        raise OptionError('zipdcm needs a path: spark.read.format("zipdcm").load("/path/to/zips")')
+        raise OptionError(
+            f'{source} needs a path: spark.read.format("{source}").load("/path/to/zips")'
+        )
     return tuple(dict.fromkeys(out))
+
+
+def _common(source: str, opts: dict[str, str], known: tuple[str, ...]) -> dict[str, object]:
+    """The options every scan source shares, parsed; unknown options are an error."""
+    unknown = sorted(set(opts) - set(_COMMON) - set(known))
+    if unknown:
+        names = ", ".join(_NAMES[k] for k in (*known, *_COMMON) if k not in ("path", "paths"))
+        raise OptionError(f"unknown {source} option(s) {unknown}; known: {names}")
+    mode = opts.get("mode", "PERMISSIVE").strip().upper()
+    if mode not in _MODES:
+        raise OptionError(f"option 'mode' must be one of {', '.join(_MODES)}, got {opts['mode']!r}")
+    num_partitions = None
+    if "numpartitions" in opts:
+        try:
+            num_partitions = int(opts["numpartitions"])
+        except ValueError:
+            num_partitions = 0
+        if num_partitions <= 0:
+            raise OptionError(
+                f"option 'numPartitions' must be a positive integer, got {opts['numpartitions']!r}"
+            )
+    return {
+        "paths": _paths(opts, source),
+        "mode": cast(Mode, mode),
+        "include_skipped": parse_bool("includeSkipped", opts.get("includeskipped", "false")),
+        "recursive_file_lookup": parse_bool(
+            "recursiveFileLookup", opts.get("recursivefilelookup", "true")
+        ),
+        "max_partition_bytes": parse_bytes(
+            "maxPartitionBytes", opts.get("maxpartitionbytes", "128m")
+        ),
+        "num_partitions": num_partitions,
+    }
+
+
+_COMMON = (
+    "path", "paths", "mode", "includeskipped", "pathglobfilter", "recursivefilelookup",
+    "maxpartitionbytes", "numpartitions",
+)  # fmt: skip
+_NAMES = {
+    "path": "path", "paths": "paths", "mode": "mode", "includeskipped": "includeSkipped",
+    "pathglobfilter": "pathGlobFilter", "recursivefilelookup": "recursiveFileLookup",
+    "maxpartitionbytes": "maxPartitionBytes", "numpartitions": "numPartitions",
+    "content": "content", "meta": "meta", "pathpattern": "pathPattern", "encoding": "encoding",
+    "maxdocbytes": "maxDocBytes", "normalize": "normalize",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -94,48 +145,61 @@ class ZipDcmOptions:
     max_partition_bytes: int = 128 * 1024**2
     num_partitions: int | None = None
 
-    KNOWN = (
-        "path", "paths", "content", "meta", "includeskipped", "mode", "pathglobfilter",
-        "recursivefilelookup", "maxpartitionbytes", "numpartitions",
-    )  # fmt: skip
+    KNOWN = ("content", "meta")
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> ZipDcmOptions:
         """Parse Spark's option map; unknown options are an error (typos must not pass silently)."""
         opts = {str(k).lower(): str(v) for k, v in options.items()}
-        unknown = sorted(set(opts) - set(cls.KNOWN))
-        if unknown:
-            raise OptionError(
-                f"unknown zipdcm option(s) {unknown}; known: content, meta, includeSkipped, mode, "
-                "pathGlobFilter, recursiveFileLookup, maxPartitionBytes, numPartitions"
-            )
-        mode = opts.get("mode", "PERMISSIVE").strip().upper()
-        if mode not in _MODES:
-            raise OptionError(
-                f"option 'mode' must be one of {', '.join(_MODES)}, got {opts['mode']!r}"
-            )
-        num_partitions = None
-        if "numpartitions" in opts:
-            try:
-                num_partitions = int(opts["numpartitions"])
-            except ValueError:
-                num_partitions = 0
-            if num_partitions <= 0:
-                raise OptionError(
-                    f"option 'numPartitions' must be a positive integer, got {opts['numpartitions']!r}"
-                )
         return cls(
-            paths=_paths(opts),
+            **_common("zipdcm", opts, cls.KNOWN),  # type: ignore[arg-type]
             content=parse_bool("content", opts.get("content", "false")),
             meta=parse_bool("meta", opts.get("meta", "true")),
-            include_skipped=parse_bool("includeSkipped", opts.get("includeskipped", "false")),
-            mode=cast(Mode, mode),
             path_glob_filter=opts.get("pathglobfilter") or None,
-            recursive_file_lookup=parse_bool(
-                "recursiveFileLookup", opts.get("recursivefilelookup", "true")
+        )
+
+
+@dataclass(frozen=True)
+class ZipTextOptions:
+    """Options of ``spark.read.format("ziptext")`` (see docs/ziptext.md).
+
+    >>> o = ZipTextOptions.parse({"path": "/notes", "encoding": "GBK", "maxDocBytes": "1m"})
+    >>> o.encoding, o.max_doc_bytes, o.path_glob_filter
+    ('gbk', 1048576, '*.txt')
+    """
+
+    paths: tuple[str, ...]
+    path_pattern: str = DEFAULT_PATH_PATTERN
+    encoding: str = AUTO
+    path_glob_filter: str = DEFAULT_GLOB
+    max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES
+    normalize: Normalize | None = None
+    include_skipped: bool = False
+    mode: Mode = "PERMISSIVE"
+    recursive_file_lookup: bool = True
+    max_partition_bytes: int = 128 * 1024**2
+    num_partitions: int | None = None
+
+    KNOWN = ("pathpattern", "encoding", "maxdocbytes", "normalize")
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> ZipTextOptions:
+        """Parse Spark's option map (see :meth:`ZipDcmOptions.parse`)."""
+        opts = {str(k).lower(): str(v) for k, v in options.items()}
+        pattern = opts.get("pathpattern") or DEFAULT_PATH_PATTERN
+        compile_path_pattern(pattern)  # validates now, on the driver
+        normalize = opts.get("normalize", "").strip().upper() or None
+        if normalize not in (None, "NFC"):
+            raise OptionError(
+                f"option 'normalize' must be NFC or not set, got {opts['normalize']!r}"
+            )
+        return cls(
+            **_common("ziptext", opts, cls.KNOWN),  # type: ignore[arg-type]
+            path_pattern=pattern,
+            encoding=resolve_encoding(opts.get("encoding", AUTO)),
+            path_glob_filter=opts.get("pathglobfilter") or DEFAULT_GLOB,
+            max_doc_bytes=parse_bytes(
+                "maxDocBytes", opts.get("maxdocbytes", str(DEFAULT_MAX_DOC_BYTES))
             ),
-            max_partition_bytes=parse_bytes(
-                "maxPartitionBytes", opts.get("maxpartitionbytes", "128m")
-            ),
-            num_partitions=num_partitions,
+            normalize=cast(Normalize | None, normalize),
         )

@@ -68,14 +68,20 @@ class ScanReader(DataSourceReader):
     ``read()`` (parsers hold caches and are not shipped).
     """
 
-    def __init__(self, options: Any, make_parser: Any, glob_filter: str | None) -> None:
+    def __init__(
+        self, options: Any, make_parser: Any, glob_filter: str | None, *, filter_zips: bool = True
+    ) -> None:
         self.options = options
         self.make_parser = make_parser
         self.glob_filter = glob_filter
+        self.filter_zips = filter_zips
 
     def partitions(self) -> Sequence[InputPartition]:
         o = self.options
-        files = discover(o.paths, glob_filter=self.glob_filter, recursive=o.recursive_file_lookup)
+        files = discover(
+            o.paths, glob_filter=self.glob_filter, recursive=o.recursive_file_lookup,
+            filter_zips=self.filter_zips,
+        )  # fmt: skip
         parts = plan_partitions(
             survey(files),
             max_partition_bytes=o.max_partition_bytes,
