@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DATA ?= demo_data
 DEMO_OUT  ?= demo_out
 
-.PHONY: help venv demo test check bench-scan bench-build bench-read clean
+.PHONY: help venv delta-jars demo test check bench-scan bench-build bench-read clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -19,17 +19,61 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with test + dev extras
 
+# Delta Lake on Spark, for iac_spark.local_session(delta=True) and `pytest -m delta_spark`:
+# io.delta:delta-spark_<Spark major.minor>_2.13 (Delta 4.x names the Spark line in the artifact)
+# and its runtime dependencies, less the jars pyspark already ships, from Maven Central into an
+# ignored cache. 4.4.0 is the newest release there for Spark 4.2 (the delta-spark 4.4.1 pip
+# package has no 4.4.1 jars); bump both when .venv's pyspark moves to another major.minor.
+DELTA_VERSION ?= 4.4.0
+DELTA_SPARK   ?= 4.2
+DELTA_JARS    ?= $(or $(IAC_SPARK_DELTA_JARS),.cache/delta-jars/$(DELTA_VERSION))
+DELTA_COORD   := io.delta:delta-spark_$(DELTA_SPARK)_2.13:$(DELTA_VERSION)
+MVN_DEPS      := org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+# pyspark ships these under other names (jcl-over-slf4j; RoaringBitmap 1.x holds the shims)
+DELTA_EXCLUDE := commons-logging:commons-logging org.roaringbitmap:shims
+DELTA_EXCLUSIONS := $(foreach x,$(DELTA_EXCLUDE),<exclusion><groupId>$(word 1,$(subst :, ,$(x)))</groupId><artifactId>$(word 2,$(subst :, ,$(x)))</artifactId></exclusion>)
+
+# resolved into $(DELTA_JARS).tmp and moved into place whole, so the stamp means complete
+$(DELTA_JARS)/.complete: | $(STAMP)
+	@command -v mvn >/dev/null 2>&1 || { echo "make delta-jars: Maven (mvn) is needed to fetch $(DELTA_COORD) from Maven Central: install it (e.g. apt-get install maven)" >&2; exit 1; }
+	@echo "fetching $(DELTA_COORD) and its runtime dependencies into $(DELTA_JARS)"
+	@rm -rf $(DELTA_JARS).tmp && mkdir -p $(DELTA_JARS).tmp
+	@printf '%s\n' '<project xmlns="http://maven.apache.org/POM/4.0.0">' '<modelVersion>4.0.0</modelVersion>' \
+	  '<groupId>local.iac_spark</groupId><artifactId>delta-jars</artifactId><version>0</version><packaging>pom</packaging>' \
+	  '<dependencies><dependency><groupId>io.delta</groupId><artifactId>delta-spark_$(DELTA_SPARK)_2.13</artifactId>' \
+	  '<version>$(DELTA_VERSION)</version><exclusions>$(DELTA_EXCLUSIONS)</exclusions>' \
+	  '</dependency></dependencies>' '</project>' > $(DELTA_JARS).tmp/pom.xml
+	@cd $(DELTA_JARS).tmp && mvn -q -B $(MVN_DEPS):list -DincludeScope=runtime \
+	  -DoutputAbsoluteArtifactFilename=true -DoutputFile=dependencies.txt \
+	  || { echo "make delta-jars: could not fetch $(DELTA_COORD) from Maven Central (no network? see Maven's output above)" >&2; exit 1; }
+	@spark_jars=$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
+	  && sed -n 's/^ *[^: ]*:\([^:]*\):.*:\(\/[^ ]*\.jar\).*$$/\1 \2/p' $(DELTA_JARS).tmp/dependencies.txt \
+	  | while read -r artifact jar; do \
+	      ls "$$spark_jars/$$artifact"-[0-9]*.jar >/dev/null 2>&1 || cp "$$jar" $(DELTA_JARS).tmp/ || exit 1; \
+	    done
+	@ls $(DELTA_JARS).tmp/delta-spark_$(DELTA_SPARK)_2.13-$(DELTA_VERSION).jar >/dev/null \
+	  || { echo "make delta-jars: $(DELTA_COORD) was resolved but its jar was not copied" >&2; exit 1; }
+	@touch $(DELTA_JARS).tmp/.complete && rm -rf $(DELTA_JARS) && mv $(DELTA_JARS).tmp $(DELTA_JARS)
+	@echo "$(DELTA_JARS): $$(ls $(DELTA_JARS) | grep -c '\.jar$$') jars"
+
+delta-jars: $(DELTA_JARS)/.complete  ## fetch the Delta Lake jars (Maven Central) for local_session(delta=True)
+
 $(DEMO_DATA)/.generated: | $(STAMP)
-	$(PY) -m iac_spark.testing.corpus $(DEMO_DATA) --patients 4 --ct-slices 30 --mr-slices 20 --ct-size 256 --mr-size 128 --seed 1
+	$(PY) -m iac_spark.testing.corpus $(DEMO_DATA)/dicom --patients 4 --ct-slices 30 --mr-slices 20 --ct-size 256 --mr-size 128 --seed 1
+	$(PY) -m iac_spark.testing.textcorpus $(DEMO_DATA)/notes --patients 20 --docs-per-patient 6 --junk all --compressed $(DEMO_DATA)/notes-compressed --seed 1
 	@touch $@
 
-demo: $(STAMP) $(DEMO_DATA)/.generated  ## generate a sample corpus, build packs on local Spark, query and verify
-	$(VENV)/bin/iac-spark build $(DEMO_DATA) --out $(DEMO_OUT) --dataset demo --master "local[2]"
-	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT modality, count(*) AS records, count(DISTINCT series_instance_uid) AS series, sum(raw_length) AS raw_bytes FROM records GROUP BY modality ORDER BY modality"
-	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT pack_id, num_records, num_patients, data_bytes, file_bytes FROM packs ORDER BY pack_id"
+demo: $(STAMP) $(DEMO_DATA)/.generated  ## sample DICOM + Chinese notes, build packs on local Spark, query and verify
+	$(VENV)/bin/iac-spark build $(DEMO_DATA)/dicom --out $(DEMO_OUT) --dataset demo --master "local[2]"
+	$(VENV)/bin/iac-spark build $(DEMO_DATA)/notes --out $(DEMO_OUT) --dataset notes --kind text --master "local[2]"
+	$(VENV)/bin/iac-spark build $(DEMO_DATA)/notes --out $(DEMO_OUT) --dataset pairs --kind text --layout clinical_text_pair --compressed $(DEMO_DATA)/notes-compressed --master "local[2]"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT modality, count(*) AS records, count(DISTINCT series_instance_uid) AS series, sum(raw_length) AS raw_bytes FROM records WHERE modality IS NOT NULL GROUP BY modality ORDER BY modality"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT doc_type, encoding, count(*) AS notes, sum(n_chars) AS chars FROM documents WHERE NOT retired GROUP BY doc_type, encoding ORDER BY doc_type, encoding"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT stage, count(*) AS n FROM errors GROUP BY stage ORDER BY stage"
+	$(VENV)/bin/iac-spark sql $(DEMO_OUT) "SELECT dataset, payload_type, pack_id, num_records, num_patients, data_bytes FROM packs ORDER BY dataset, pack_id"
 	$(VENV)/bin/iac-spark verify $(DEMO_OUT)
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP) delta-jars  ## run the whole test suite
 	$(PY) -m pytest -q
 
 check: $(STAMP)  ## ruff + mypy

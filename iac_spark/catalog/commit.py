@@ -107,15 +107,28 @@ def retire_sources(
     snap: Snapshot,
     *,
     only_runs: frozenset[str] | None = None,
+    dataset: str | None = None,
 ) -> dict[TableName, int]:
     """Flag the live rows of ``paths`` (records, documents, sources) as retired by ``run_id``.
 
     A row is live unless its flag was set by a committed run (a flag set by a run that never
     committed does not count and is overwritten). ``only_runs`` restricts it to rows of those
-    runs. Rows already retired by a committed run keep their original ``*_by_run`` (time travel
-    stays exact). Returns the rows flagged per table.
+    runs, ``dataset`` to rows of that dataset's runs (the same folder may feed several
+    datasets). Rows already retired by a committed run keep their original ``*_by_run`` (time
+    travel stays exact). Returns the rows flagged per table.
     """
     paths = sorted(set(paths))
+    if paths and dataset is not None:
+        # the runs that ingested these paths into this dataset: a handful, whatever the history
+        mine = (
+            snap.sql(
+                f"SELECT DISTINCT s.run_id FROM sources s JOIN runs r ON s.run_id = r.run_id "
+                f"WHERE r.dataset = {sql_str(dataset)} AND s.source_path IN {sql_list(paths)}"
+            )
+            .column("run_id")
+            .to_pylist()
+        )
+        only_runs = frozenset(mine) if only_runs is None else only_runs & frozenset(mine)
     if not paths or (only_runs is not None and not only_runs):
         return {}
     counts: dict[TableName, int] = {}
@@ -145,14 +158,16 @@ def retire_sources(
 
 
 def _retire_concurrent(
-    store: CatalogStore, run_id: str, paths: set[str], planned_version: int
+    store: CatalogStore, run_id: str, paths: set[str], planned_version: int, dataset: str
 ) -> dict[TableName, int]:
     """Retire rows of ``paths`` that runs committed after ``planned_version`` (they raced this build)."""
     now = Snapshot.load(store)
     before = (
         Snapshot.load(store, planned_version).committed if planned_version >= 0 else frozenset()
     )
-    return retire_sources(store, run_id, paths, now, only_runs=now.committed - before)
+    return retire_sources(
+        store, run_id, paths, now, only_runs=now.committed - before, dataset=dataset
+    )
 
 
 def _rebuilt(result: BuildResult) -> tuple[list[str], list[str]]:
@@ -287,14 +302,16 @@ def commit_build(
             if table.num_rows:
                 store.append(name, table, run_id=run_id)
         retire = {os.path.abspath(p) for p in retire_paths}
-        counts = retire_sources(store, run_id, retire, Snapshot.load(store))
+        counts = retire_sources(store, run_id, retire, Snapshot.load(store), dataset=result.dataset)
         for name, n in _retire_rebuilt(store, run_id, result).items():
             counts[name] = counts.get(name, 0) + n
         if rows.packs.num_rows:
             store.append("packs", rows.packs, run_id=run_id)
         if planned_version is not None:
             paths = set(rows.sources.column("source_path").to_pylist())
-            for name, n in _retire_concurrent(store, run_id, paths, planned_version).items():
+            for name, n in _retire_concurrent(
+                store, run_id, paths, planned_version, result.dataset
+            ).items():
                 counts[name] = counts.get(name, 0) + n
         runs = _runs_row(
             run_id, result.dataset, started, COMMITTED, rows, num_conflicts=result.num_conflicting

@@ -72,17 +72,23 @@ def plan_sources(
     out: str,
     sources: Sequence[Source],
     *,
+    dataset: str | None = None,
     retry_failed: bool = False,
     store: CatalogStore | None = None,
 ) -> SourcePlan:
-    """Split ``sources`` into new / changed / unchanged against the committed catalog of ``out``."""
+    """Split ``sources`` into new / changed / unchanged against the committed catalog of ``out``.
+
+    With ``dataset``, only that dataset's runs count: a folder already ingested into one
+    dataset is new to another.
+    """
     store = _store(out, store)
     if not store.exists():
         return SourcePlan(list(sources), [], [], None)
     snap = Snapshot.load(store)
-    live = snap.table(
-        "sources", columns=["source_path", "fingerprint", "status"], where="NOT superseded"
-    )
+    where = "NOT superseded"
+    if dataset is not None:
+        where += f" AND run_id IN (SELECT run_id FROM runs WHERE dataset = {sql_str(dataset)})"
+    live = snap.table("sources", columns=["source_path", "fingerprint", "status"], where=where)
     seen: dict[str, list[tuple[str, str]]] = {}
     for r in live.to_pylist():
         seen.setdefault(r["source_path"], []).append((r["fingerprint"], r["status"]))
@@ -105,10 +111,14 @@ def known_items(
     *,
     table: TableName = "records",
     identity: str = "sop_instance_uid",
+    dataset: str | None = None,
     exclude_paths: Iterable[str] = (),
     store: CatalogStore | None = None,
 ) -> pa.Table:
     """(identity, raw CRC-32) of the live (committed, not retired) rows of ``table``.
+
+    With ``dataset``, only the rows in that dataset's packs count (each dataset holds its
+    own copy of an item).
 
     Rows whose ``source_path`` is in ``exclude_paths`` (sources being re-ingested) are left
     out, so their items are packed again rather than reported as duplicates. Two Arrow
@@ -123,6 +133,8 @@ def known_items(
     excluded = sorted({os.path.abspath(p) for p in exclude_paths})
     if excluded:
         where += f" AND (source_path IS NULL OR source_path NOT IN {sql_list(excluded)})"
+    if dataset is not None:
+        where += f" AND pack_id IN (SELECT pack_id FROM packs WHERE dataset = {sql_str(dataset)})"
     t = snap.table(table, columns=[identity, "raw_crc32"], where=where)
     return pa.table({"identity": t.column(0), "raw_crc32": t.column(1)})
 

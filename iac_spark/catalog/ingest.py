@@ -203,7 +203,8 @@ def build(
     surveyed = find(sources)
     surveyed_compressed = find(compressed) if compressed else []
     plan = plan_sources(
-        out, [*surveyed, *surveyed_compressed], retry_failed=retry_failed, store=store
+        out, [*surveyed, *surveyed_compressed], dataset=dataset, retry_failed=retry_failed,
+        store=store,
     )
     say(
         f"{len(surveyed)} sources: {len(plan.new)} new, {len(plan.changed)} changed, "
@@ -221,8 +222,9 @@ def build(
     carry = None
     if text:
         known = known_items(
-            out, table="documents", identity="doc_id", exclude_paths=plan.retire_paths, store=store
-        )
+            out, table="documents", identity="doc_id", dataset=dataset,
+            exclude_paths=plan.retire_paths, store=store,
+        )  # fmt: skip
         layout = build_options.get("layout") or build_kind.layouts[0]
         carry = text_carry(
             out, dataset=dataset, layout=layout, exclude_paths=plan.retire_paths, store=store
@@ -231,7 +233,7 @@ def build(
         if glob_filter:
             scan_options["glob_filter"] = glob_filter
     else:
-        known = known_items(out, exclude_paths=plan.retire_paths, store=store)
+        known = known_items(out, dataset=dataset, exclude_paths=plan.retire_paths, store=store)
         scan_options = {"meta": meta, "promoted": True}
     run_id = run_id or new_run_id()
     result: BuildResult | None = None

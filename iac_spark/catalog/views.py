@@ -31,7 +31,11 @@ __all__ = [
     "COMMITTED",
     "DERIVED_VIEWS",
     "FAILED",
+    "POSITION_GAP_FACTOR",
     "RETIRE_COLUMNS",
+    "SLICE_NORMAL",
+    "SLICE_POSITION",
+    "SPARK_FUNCTIONS",
     "VIEWS",
     "Dialect",
     "derived_sql",
@@ -101,8 +105,9 @@ CASE WHEN cardinality(image_position_patient) <> 3 THEN NULL
      ELSE array_element(image_position_patient, 3)
 END"""
 
-#: Components n1, n2, n3 of the (unnormalised) slice normal, row cosines × column cosines.
-_NORMAL = """
+#: Select-list items n1, n2, n3: the slice normal (row cosines × column cosines, unnormalised)
+#: that :data:`SLICE_POSITION` reads.
+SLICE_NORMAL = """
 array_element(image_orientation_patient, 2) * array_element(image_orientation_patient, 6)
   - array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 5) AS n1,
 array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 4)
@@ -131,7 +136,7 @@ DERIVED_VIEWS: dict[str, str] = {
 WITH live AS (
   SELECT series_instance_uid, study_instance_uid, patient_id, modality, series_description,
          body_part_examined, rows, columns, slice_thickness, instance_number, raw_length, pack_id,
-         image_position_patient, image_orientation_patient, {_NORMAL}
+         image_position_patient, image_orientation_patient, {SLICE_NORMAL}
   FROM {{records}}
   WHERE NOT retired AND series_instance_uid IS NOT NULL
 ),

@@ -124,8 +124,8 @@ def plan_pairs(
 ) -> BuildPlan:
     """Plan a ``clinical_text_pair`` build: pair source and compressed notes on ``doc_id``."""
     role = pc.take(pa.array(list(roles), pa.string()), rows.column("_file"))
-    ok = pc.equal(rows.column("status"), "ok")
-    is_src = pc.equal(role, "source")
+    ok = pc.fill_null(pc.equal(rows.column("status"), "ok"), False)
+    is_src = pc.fill_null(pc.equal(role, "source"), False)
     errors = rows.filter(pc.invert(ok))
     scan_errors = _issues(errors, "scan", errors.column("error").to_pylist())
     src = rows.filter(pc.and_(ok, is_src)).select(list(_DOC_COLUMNS))
