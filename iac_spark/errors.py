@@ -16,6 +16,8 @@ __all__ = [
     "BuildError",
     "CatalogError",
     "CorruptZipError",
+    "DeltaJarsNotFoundError",
+    "DicomJsonError",
     "DicomParseError",
     "EmptyMemberError",
     "IacSparkError",
@@ -25,7 +27,6 @@ __all__ = [
     "NotDicomError",
     "OptionError",
     "TruncatedMemberError",
-    "UnsafeMemberNameError",
     "VerifyError",
     "error_text",
     "location",
@@ -46,6 +47,16 @@ class InputNotFoundError(IacSparkError, FileNotFoundError):
 
 class JavaNotFoundError(IacSparkError, RuntimeError):
     """No Java runtime was found for a local SparkSession. Install Java 17 or set JAVA_HOME."""
+
+
+class DeltaJarsNotFoundError(IacSparkError, RuntimeError):
+    """``local_session(delta=True)`` found no Delta Lake jars for the installed Spark.
+
+    Either the cache is missing (run `make delta-jars`, or point ``IAC_SPARK_DELTA_JARS`` at a
+    folder holding ``delta-spark_<spark major.minor>_2.13-*.jar`` and its dependencies), or a
+    SparkSession without Delta already runs in this process: jars load only when the JVM starts,
+    so ask for ``delta=True`` before any other session (or in a fresh process).
+    """
 
 
 class MemberError(IacSparkError):
@@ -84,13 +95,24 @@ class DicomParseError(MemberError):
     """pydicom could not parse the header (malformed element, bad VR, bad encoding...)."""
 
 
+class DicomJsonError(MemberError):
+    """The header parsed, but one of its elements cannot be encoded as DICOM JSON.
+
+    Raised by ``iac_spark.dicom.dicom_json.dataset_to_json`` instead of emitting a
+    placeholder (``"{}"``, an empty ``UN``), and re-raised by the header parse with the
+    file and member; the message names the element, e.g. ``"/a.zip!x.dcm: cannot encode
+    element (0010,0010): ..."``, with the path through sequence items for nested ones.
+    Causes: a value of a type its VR cannot hold (a dataset built in code), a deferred
+    value pydicom cannot load, sequences nested deeper than the encoder can recurse.
+    Elements whose raw bytes merely do not fit their VR are not errors: they are encoded
+    faithfully as ``UN`` with their bytes. Inspect the element with pydicom; the member can
+    still be scanned without DICOM JSON (``meta=false``).
+    """
+
+
 class MemberTooLargeError(MemberError):
     """A member (or nested zip) is larger than the configured memory bound, or inflates past
     its declared size (a zip bomb). Raise the bound only if the machine has the memory."""
-
-
-class UnsafeMemberNameError(MemberError):
-    """A member name is absolute or contains ``..``. It is read but never used as a path."""
 
 
 class BuildError(IacSparkError, RuntimeError):

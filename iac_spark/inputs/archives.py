@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import posixpath
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -29,7 +28,6 @@ __all__ = [
     "MAX_IN_MEMORY_BYTES",
     "MemberInfo",
     "decode_member_name",
-    "is_unsafe_name",
     "list_members",
     "looks_like_zip_name",
     "read_bounded",
@@ -87,18 +85,6 @@ def decode_member_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-def is_unsafe_name(name: str) -> bool:
-    """True for absolute names or names that climb out with ``..`` (never used as paths).
-
-    >>> is_unsafe_name("../../etc/passwd"), is_unsafe_name("a/b.dcm")
-    (True, False)
-    """
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
-        return True
-    return ".." in norm.split("/")
-
-
 def looks_like_zip_name(name: str) -> bool:
     """True when a member name ends in ``.zip`` (case-insensitive)."""
     return name.lower().endswith(".zip")
@@ -141,15 +127,6 @@ def read_bounded(
             f"{where}: member inflates past its declared size of {declared} bytes"
         )
     return data
-
-
-def iter_chunks(stream: IO[bytes], chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Yield a stream's bytes in chunks (for hashing large members without holding them)."""
-    while True:
-        data = stream.read(chunk)
-        if not data:
-            return
-        yield data
 
 
 def join_member(prefix: str | None, name: str) -> str:
