@@ -14,8 +14,6 @@ from iac_spark.inputs.limits import (
     NestingTooDeepError,
     TooManyMembersError,
     escapes_root,
-    parse_bool,
-    parse_bytes,
 )
 from iac_spark.testing import hostile
 
@@ -80,34 +78,6 @@ def test_direct_construction_is_validated_too() -> None:
         InputLimits(max_nesting_depth=-1)
     with pytest.raises(OptionError, match="maxMembersPerArchive"):
         InputLimits(max_members_per_archive=0)
-
-
-def test_parse_helpers_agree_with_the_sources_options() -> None:
-    try:
-        from iac_spark.sources import options
-    except ImportError as exc:  # pyspark missing, or the package mid-rewrite
-        pytest.skip(f"iac_spark.sources.options not importable: {exc}")
-    for v in ("true", "FALSE", " yes ", "0", "maybe", ""):
-        for ours, theirs in ((parse_bool, options.parse_bool),):
-            try:
-                want: object = theirs("o", v)
-            except OptionError as exc:
-                want = str(exc)
-            try:
-                got: object = ours("o", v)
-            except OptionError as exc:
-                got = str(exc)
-            assert got == want, v
-    for v in ("1", "128m", "1G", " 64 kb ", "0", "1x", "", "9999999999"):
-        try:
-            want = options.parse_bytes("o", v)
-        except OptionError as exc:
-            want = str(exc)
-        try:
-            got = parse_bytes("o", v)
-        except OptionError as exc:
-            got = str(exc)
-        assert got == want, v
 
 
 def test_checks() -> None:

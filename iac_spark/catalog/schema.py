@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from ..dicom.rows import CONTRACT_SCHEMA, PROMOTED_SCHEMA
+
 __all__ = [
     "ATTRIBUTE_COLUMNS",
     "DOCUMENTS_SCHEMA",
@@ -63,6 +65,22 @@ PACKS_SCHEMA = pa.schema(
     ]
 )
 
+#: The DICOM attributes of ``records``, in contract order (DESIGN.md "Catalog").
+_ATTRIBUTES = (
+    "study_date", "series_number", "study_description", "series_description",
+    "body_part_examined", "patient_sex", "patient_age", "manufacturer", "manufacturer_model_name",
+    "slice_thickness", "spacing_between_slices", "pixel_spacing", "image_position_patient",
+    "image_orientation_patient", "rows", "columns", "number_of_frames", "bits_allocated",
+    "photometric_interpretation", "transfer_syntax_uid", "sop_class_uid", "image_type", "meta",
+)  # fmt: skip
+
+
+def _attributes() -> list[pa.Field]:
+    """The attribute fields with the scan's types (one definition: :mod:`iac_spark.dicom.rows`)."""
+    scan = {f.name: f.type for f in (*CONTRACT_SCHEMA, *PROMOTED_SCHEMA)}
+    return [pa.field(name, scan[name]) for name in _ATTRIBUTES]
+
+
 RECORDS_SCHEMA = pa.schema(
     [
         ("pack_id", _S),
@@ -83,41 +101,14 @@ RECORDS_SCHEMA = pa.schema(
         ("run_id", _S),
         ("retired", _B),
         ("retired_by_run", _S),
-        # promoted DICOM attributes (null where absent or invalid; null for text records)
-        ("study_date", pa.date32()),
-        ("series_number", _I32),
-        ("study_description", _S),
-        ("series_description", _S),
-        ("body_part_examined", _S),
-        ("patient_sex", _S),
-        ("patient_age", _S),
-        ("manufacturer", _S),
-        ("manufacturer_model_name", _S),
-        ("slice_thickness", _F64),
-        ("spacing_between_slices", _F64),
-        ("pixel_spacing", pa.list_(_F64)),
-        ("image_position_patient", pa.list_(_F64)),
-        ("image_orientation_patient", pa.list_(_F64)),
-        ("rows", _I32),
-        ("columns", _I32),
-        ("number_of_frames", _I32),
-        ("bits_allocated", _I32),
-        ("photometric_interpretation", _S),
-        ("transfer_syntax_uid", _S),
-        ("sop_class_uid", _S),
-        ("image_type", pa.list_(_S)),
-        ("meta", _S),  # the header as DICOM JSON (PS3.18 F.2), bulk data left out
+        # promoted DICOM attributes and meta (null where absent or invalid; null for text
+        # records), typed as the scan defines them
+        *_attributes(),
     ]
 )
 
 #: Promoted ``records`` columns that come from the scan (not from the pack index).
-ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in RECORDS_SCHEMA if f.name not in (
-        "pack_id", "row", "sop_instance_uid", "series_instance_uid", "study_instance_uid",
-        "patient_id", "modality", "instance_number", "offset", "length", "crc32", "raw_length",
-        "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run",
-    )
-)  # fmt: skip
+ATTRIBUTE_COLUMNS: tuple[str, ...] = _ATTRIBUTES
 
 DOCUMENTS_SCHEMA = pa.schema(
     [

@@ -81,8 +81,8 @@ class TooManyMembersError(MemberError):
     """
 
 
-# parse_bool / parse_bytes: the same rules and messages as iac_spark.sources.options, here
-# because importing iac_spark.sources loads pyspark, which the inputs layer must not.
+# parse_bool / parse_bytes: the option parsers of every source (iac_spark.sources.options
+# imports them from here: the inputs layer must not import pyspark, the sources may import it).
 def parse_bool(name: str, value: str) -> bool:
     """``true``/``false`` (any case, also 1/0, yes/no) or an :class:`~iac_spark.errors.OptionError`.
 

@@ -246,59 +246,53 @@ def _doc_fields(rows: pa.Table) -> list[dict[str, Any]]:
     ).to_pylist()  # fmt: skip
 
 
-def text_patients(rows: pa.Table, spec: PackTaskSpec) -> Iterator[PatientRecords]:
-    """``clinical_text``: one record per patient, old documents carried into it."""
+def _patients(rows: pa.Table, spec: PackTaskSpec, *, paired: bool) -> Iterator[PatientRecords]:
+    """One record per patient: its new notes (and partners), plus the carried old ones."""
     texts = _take_text(rows, spec.scan_files, "_file", "_row")
+    partners = _take_text(rows, spec.scan_files, "_cfile", "_crow") if paired else None
+    c_paths = rows.column("c_path").to_pylist() if paired else []
     fields = _doc_fields(rows)
     carry = _carried(spec)
+    decode = decode_pair_patient if paired else decode_text_patient
     for start, stop, planned in patient_runs(rows):
         new = fields[start:stop]
         pid = new[0]["patient_id"]
-        docs = [
-            text_doc(f["doc_id"], texts[start + k], f["doc_type"], encounter=f["encounter"],
-                     source=location(f["path"], f["member"]), doc_timestamp=f["doc_timestamp"])
-            for k, f in enumerate(new)
-        ]  # fmt: skip
+        docs: list[Any] = []
+        for k, f in enumerate(new):
+            meta = {"encounter": f["encounter"], "source": location(f["path"], f["member"]),
+                    "doc_timestamp": f["doc_timestamp"]}  # fmt: skip
+            if partners is not None:
+                docs.append(pair_doc(f["doc_id"], texts[start + k], partners[start + k],
+                                     f["doc_type"], **meta))  # fmt: skip
+            else:
+                docs.append(text_doc(f["doc_id"], texts[start + k], f["doc_type"], **meta))
         institution = next((f["institution"] for f in new if f["institution"]), "")
         if pid in carry:
             path, row, keep = carry[pid]
-            old = decode_text_patient(_old_record(path, row, pid))
+            old = decode(_old_record(path, row, pid))
             fresh = {d.doc_id for d in docs}
             docs += [d for d in old.docs if d.doc_id in keep and d.doc_id not in fresh]
             docs.sort(key=lambda d: (d.doc_timestamp, d.doc_id))
             institution = institution or old.institution
-        payload = encode_text_patient(pid, institution, docs)
-        values = (pid, institution, len(docs), len(payload))
-        yield planned, iter([Record(values, payload, tuple(f["path"] for f in new))])
+        members = tuple(f["path"] for f in new) + tuple(c_paths[start:stop])
+        if paired:
+            payload = encode_pair_patient(pid, institution, docs)
+            values: tuple[Any, ...] = (
+                pid, institution, len(docs),
+                sum(len(d.source_text.encode("utf-8")) for d in docs),
+                sum(len(d.compressed_text.encode("utf-8")) for d in docs), len(payload),
+            )  # fmt: skip
+        else:
+            payload = encode_text_patient(pid, institution, docs)
+            values = (pid, institution, len(docs), len(payload))
+        yield planned, iter([Record(values, payload, members)])
+
+
+def text_patients(rows: pa.Table, spec: PackTaskSpec) -> Iterator[PatientRecords]:
+    """``clinical_text``: one record per patient, old documents carried into it."""
+    return _patients(rows, spec, paired=False)
 
 
 def pair_patients(rows: pa.Table, spec: PackTaskSpec) -> Iterator[PatientRecords]:
     """``clinical_text_pair``: one record per patient of (source, compressed) documents."""
-    texts = _take_text(rows, spec.scan_files, "_file", "_row")
-    compressed = _take_text(rows, spec.scan_files, "_cfile", "_crow")
-    fields = _doc_fields(rows)
-    c_paths = rows.column("c_path").to_pylist()
-    carry = _carried(spec)
-    for start, stop, planned in patient_runs(rows):
-        new = fields[start:stop]
-        pid = new[0]["patient_id"]
-        docs = [
-            pair_doc(f["doc_id"], texts[start + k], compressed[start + k], f["doc_type"],
-                     encounter=f["encounter"], source=location(f["path"], f["member"]),
-                     doc_timestamp=f["doc_timestamp"])
-            for k, f in enumerate(new)
-        ]  # fmt: skip
-        institution = next((f["institution"] for f in new if f["institution"]), "")
-        if pid in carry:
-            path, row, keep = carry[pid]
-            old = decode_pair_patient(_old_record(path, row, pid))
-            fresh = {d.doc_id for d in docs}
-            docs += [d for d in old.docs if d.doc_id in keep and d.doc_id not in fresh]
-            docs.sort(key=lambda d: (d.doc_timestamp, d.doc_id))
-            institution = institution or old.institution
-        payload = encode_pair_patient(pid, institution, docs)
-        src_bytes = sum(len(d.source_text.encode("utf-8")) for d in docs)
-        comp_bytes = sum(len(d.compressed_text.encode("utf-8")) for d in docs)
-        values = (pid, institution, len(docs), src_bytes, comp_bytes, len(payload))
-        members = tuple(f["path"] for f in new) + tuple(c_paths[start:stop])
-        yield planned, iter([Record(values, payload, members)])
+    return _patients(rows, spec, paired=True)

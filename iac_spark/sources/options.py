@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
 from ..errors import OptionError
+from ..inputs.limits import parse_bool, parse_bytes
 from ..inputs.scan import Mode
 from ..text.decode import AUTO, DEFAULT_MAX_DOC_BYTES, Normalize, resolve_encoding
 from ..text.fields import DEFAULT_PATH_PATTERN, compile_path_pattern
@@ -31,40 +31,6 @@ from ..text.rows import DEFAULT_GLOB
 __all__ = ["ZipDcmOptions", "ZipTextOptions", "parse_bool", "parse_bytes"]
 
 _MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1024,
-    "m": 1024**2,
-    "mb": 1024**2,
-    "g": 1024**3,
-    "gb": 1024**3,
-}
-
-
-def parse_bool(name: str, value: str) -> bool:
-    """``true``/``false`` (any case, also 1/0, yes/no) or an :class:`OptionError`."""
-    v = value.strip().lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise OptionError(f"option {name!r} must be true or false, got {value!r}")
-
-
-def parse_bytes(name: str, value: str) -> int:
-    """A positive byte size: ``134217728``, ``128m``, ``1g`` ...
-
-    >>> parse_bytes("maxPartitionBytes", "64MB")
-    67108864
-    """
-    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
-    if not m or m.group(2).lower() not in _UNITS or int(m.group(1)) <= 0:
-        raise OptionError(
-            f"option {name!r} must be a positive byte size like 134217728 or 128m, got {value!r}"
-        )
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def _paths(options: Mapping[str, str], source: str = "zipdcm") -> tuple[str, ...]:
