@@ -203,7 +203,10 @@ def build(
     surveyed = find(sources)
     surveyed_compressed = find(compressed) if compressed else []
     plan = plan_sources(
-        out, [*surveyed, *surveyed_compressed], dataset=dataset, retry_failed=retry_failed,
+        out,
+        [*surveyed, *surveyed_compressed],
+        dataset=dataset,
+        retry_failed=retry_failed,
         store=store,
     )
     say(

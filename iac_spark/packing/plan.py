@@ -175,7 +175,11 @@ def dedupe(
     )
     m = u.num_rows
     if m == 0:
-        return pa.array([False] * n, pa.bool_()), DUPLICATE_SCHEMA.empty_table(), CONFLICT_SCHEMA.empty_table()
+        return (
+            pa.array([False] * n, pa.bool_()),
+            DUPLICATE_SCHEMA.empty_table(),
+            CONFLICT_SCHEMA.empty_table(),
+        )
     ids, crcs, orders = u.column("id"), u.column("crc32"), u.column("order")
     false = pa.array([False])
     same_id = pa.concat_arrays(
