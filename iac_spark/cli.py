@@ -96,6 +96,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     }
     if args.layout:
         kwargs["layout"] = args.layout
+    kwargs["jxl_effort"] = args.jxl_effort
+    kwargs["fallback"] = args.fallback
     if args.compressed and args.kind != "text":
         raise OptionError("--compressed goes with --kind text --layout clinical_text_pair")
     spark = None if args.executor == "local" else (lambda: local_session(args.master))
@@ -228,9 +230,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--layout",
-        choices=("dicom_p10", "clinical_text", "clinical_text_pair"),
+        choices=("dicom_p10", "dicom_patient", "clinical_text", "clinical_text_pair"),
         default=None,
         help="pack layout (default: dicom_p10 for DICOM, clinical_text for text)",
+    )
+    b.add_argument(
+        "--jxl-effort",
+        type=int,
+        default=None,
+        help="dicom_patient: JPEG XL effort 1-10 (default 2: smaller than the zips, fast)",
+    )
+    b.add_argument(
+        "--fallback",
+        choices=("dicom_p10",),
+        default=None,
+        help="dicom_patient: pack instances the layout cannot hold as dicom_p10 instead of errors",
     )
     b.add_argument(
         "--compressed",

@@ -163,6 +163,68 @@ def _check_pack(
         reader.close()
 
 
+def _check_patient_pack(
+    pack: dict[str, Any],
+    recs: list[dict[str, Any]],
+    out: str,
+    decode: bool,
+    report: VerifyReport,
+    problems: _Problems,
+) -> None:
+    """A ``dicom_patient`` pack: the adapter's own checksums, and the catalog rows against its
+    instance table (the pixels are re-encoded, so raw bytes cannot be compared)."""
+    from ..packing.dicom_patient import verify_patient_pack
+
+    path = pack_abspath(out, pack["path"])
+    where = f"{pack['path']} (pack {pack['pack_id']})"
+    if not os.path.isfile(path):
+        problems.add(
+            f"{where}: file is missing ({path}); {len(recs)} catalog records point into it"
+        )
+        return
+    for p in verify_patient_pack(path, decode=decode):
+        problems.add(f"{where}: {p.removeprefix(path + ': ')}")
+    try:
+        reader = PackReader(path)
+        try:
+            header, index = dict(reader.header), reader.index_table
+        finally:
+            reader.close()
+    except Exception as exc:
+        problems.add(f"{where}: cannot read header/index: {type(exc).__name__}: {exc}")
+        return
+    report.packs_checked += 1
+    if header.get("payload_type") != pack["payload_type"]:
+        problems.add(
+            f"{where}: header payload_type {header.get('payload_type')!r} != catalog {pack['payload_type']!r}"
+        )
+    size = os.path.getsize(path)
+    if size != pack["file_bytes"]:
+        problems.add(f"{where}: file has {size} bytes, catalog file_bytes = {pack['file_bytes']}")
+    if index.num_rows != pack["num_records"] or len(recs) != index.num_rows:
+        problems.add(
+            f"{where}: pack has {index.num_rows} instances, catalog packs.num_records = "
+            f"{pack['num_records']} and {len(recs)} records"
+        )
+    uids = index.column("sop_instance_uid").to_pylist()
+    cols = {c: index.column(c).to_pylist() for c in ("offset", "length", "crc32")}
+    for rec in recs:
+        i = rec["row"]
+        report.records_checked += 1
+        if not 0 <= i < index.num_rows:
+            problems.add(f"{where} row {i}: catalog record has no instance row")
+            continue
+        diffs = [
+            f"{c} catalog {rec[c]!r} != pack {cols[c][i]!r}" for c in cols if rec[c] != cols[c][i]
+        ]
+        if rec["sop_instance_uid"] != uids[i]:
+            diffs.append(
+                f"sop_instance_uid catalog {rec['sop_instance_uid']!r} != pack {uids[i]!r}"
+            )
+        if diffs:
+            problems.add(f"{where} row {i}: " + "; ".join(diffs))
+
+
 def _check_row(
     reader: PackReader, codec: Any, where: str, i: int, ix: dict[str, Any], rec: dict[str, Any] | None,
     data_length: int, report: VerifyReport, problems: _Problems,
@@ -258,7 +320,8 @@ def verify(
             )
             continue
         seen.add(pack["pack_id"])
-        _check_pack(pack, by_pack.get(pack["pack_id"], []), out, decode, report, problems)
+        check = _check_patient_pack if pack["payload_type"] == "dicom_patient" else _check_pack
+        check(pack, by_pack.get(pack["pack_id"], []), out, decode, report, problems)
     for pid in sorted(set(by_pack) - seen):
         problems.add(
             f"pack {pid}: {len(by_pack[pid])} catalog records point to a pack the packs table does not list"

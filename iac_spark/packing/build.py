@@ -47,9 +47,10 @@ from ..inputs.plan import plan_partitions
 from ..inputs.scan import MemberParser
 from ..inputs.survey import Source
 from ..text.rows import TextParser
-from .executor import Executor, Progress
+from .executor import Executor, Progress, TaskFn
 from .layout import LAYOUTS, RecordCodec, staging_dir
 from .merge import DEFAULT_PACK_TARGET_BYTES, PackInfo, merge_segments, remove_tree
+from .patient_task import FALLBACKS, run_patient_task
 from .plan import (
     CONFLICT_SCHEMA,
     DICOM_PLAN,
@@ -102,6 +103,8 @@ class BuildKind:
     sources: dict[str, RecordSource]
     plan_columns: tuple[str, ...]  # scan columns the plan reads (plus status, error)
     pair_layouts: tuple[str, ...] = ()  # layouts built from two scans (source + compressed)
+    #: layouts whose pack tasks are not the streaming shard writer (built whole by an adapter)
+    task_fns: dict[str, TaskFn[PackTaskSpec, TaskResult]] = field(default_factory=dict)
 
     @property
     def layouts(self) -> tuple[str, ...]:
@@ -112,8 +115,9 @@ DICOM = BuildKind(
     name="dicom",
     parser=DicomParser,
     plan=DICOM_PLAN,
-    sources={"dicom_p10": dicom_members},
+    sources={"dicom_p10": dicom_members, "dicom_patient": dicom_members},
     plan_columns=(*DICOM_PLAN.columns, "status", "error"),
+    task_fns={"dicom_patient": run_patient_task},
 )
 
 TEXT = BuildKind(
@@ -253,6 +257,8 @@ class BuildSettings:
     num_tasks: int | None = None
     max_partition_bytes: int = 128 * 1024**2
     keep_staging: bool = False
+    jxl_effort: int | None = None  # dicom_patient: libjxl effort 1-10 (default 2)
+    fallback: str | None = None  # dicom_patient: "dicom_p10" packs what the layout cannot hold
 
     @classmethod
     def make(cls, kind: BuildKind, **options: object) -> BuildSettings:
@@ -276,6 +282,16 @@ class BuildSettings:
             _check_positive(name, getattr(settings, name))
         if settings.num_tasks is not None:
             _check_positive("num_tasks", settings.num_tasks)
+        if settings.jxl_effort is not None and not (
+            isinstance(settings.jxl_effort, int) and 1 <= settings.jxl_effort <= 10
+        ):
+            raise OptionError(
+                f"jxl_effort must be an integer from 1 to 10, got {settings.jxl_effort!r}"
+            )
+        if settings.fallback not in FALLBACKS:
+            raise OptionError(f"fallback must be one of {FALLBACKS}, got {settings.fallback!r}")
+        if (settings.jxl_effort or settings.fallback) and settings.layout != "dicom_patient":
+            raise OptionError("jxl_effort and fallback go with layout='dicom_patient'")
         return settings
 
 
@@ -420,11 +436,13 @@ def build_from_scan(
                 kind.sources[settings.layout],
                 settings.shard_target_bytes,
                 scan_files=tuple(scan_files),
+                options=(("jxl_effort", settings.jxl_effort), ("fallback", settings.fallback)),
             )
             for t in plan.tasks
         ]
+        task_fn = kind.task_fns.get(settings.layout, run_pack_task)
         results = executor.run(
-            run_pack_task, pack_specs, phase="pack", planned_bytes=plan.raw_bytes, progress=progress
+            task_fn, pack_specs, phase="pack", planned_bytes=plan.raw_bytes, progress=progress
         )
         if [r.task_id for r in results] != list(range(len(plan.tasks))):
             raise BuildError(

@@ -15,7 +15,7 @@ Example:
     >>> DICOM_P10.header(RecordCodec.create("zstd", level=3))["payload_type"]
     'dicom_p10'
     >>> sorted(LAYOUTS)
-    ['clinical_text', 'clinical_text_pair', 'dicom_p10']
+    ['clinical_text', 'clinical_text_pair', 'dicom_p10', 'dicom_patient']
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "CLINICAL_TEXT_PAIR",
     "CONTAINER_COLUMNS",
     "DICOM_P10",
+    "DICOM_PATIENT",
     "INDEX_SCHEMA",
     "LAYOUTS",
     "SLIDE_SCHEMA",
@@ -154,6 +155,9 @@ class Layout:
     extra_header: dict[str, Any] = field(default_factory=dict)
     #: True when the slide table is derived per pack and ``slide_idx`` is index column 0
     has_slide_idx: bool = False
+    #: False for layouts built whole by their adapter (one pack per segment, never concatenated);
+    #: their segments carry our index in a sidecar file (``SegmentInfo.index_path``)
+    mergeable: bool = True
 
     @property
     def payload_type(self) -> str:
@@ -216,8 +220,18 @@ CLINICAL_TEXT_PAIR = Layout(
     extra_header={"pair_schema_version": 1},
 )
 
+#: ``dicom_patient`` (``iatro.iac.adapters.dicom``): one patient per pack, built whole by the
+#: adapter's builder on the executor (:mod:`iac_spark.packing.patient_task`); the schema below is
+#: our per-instance index of such a pack (kept beside it, not inside: the adapter owns its tables).
+DICOM_PATIENT = Layout(
+    "dicom_patient",
+    pa.schema([f for f in INDEX_SCHEMA if f.name != "slide_idx"]),
+    _placeholder_slides("dicom_patient"),
+    mergeable=False,
+)
+
 LAYOUTS: dict[str, Layout] = {
-    layout.name: layout for layout in (DICOM_P10, CLINICAL_TEXT, CLINICAL_TEXT_PAIR)
+    layout.name: layout for layout in (DICOM_P10, DICOM_PATIENT, CLINICAL_TEXT, CLINICAL_TEXT_PAIR)
 }
 
 

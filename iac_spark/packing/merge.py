@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from iatro.iac import PackReader, build_pack_data_segment_from_file
 
-from .layout import CONTAINER_COLUMNS, Layout, pack_path, packs_dir
+from .layout import CONTAINER_COLUMNS, LAYOUTS, Layout, pack_path, packs_dir
 from .shard import SegmentInfo
 
 __all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments"]
@@ -93,16 +93,26 @@ def _bins(units: list[list[SegmentInfo]], pack_target: int) -> list[list[Segment
     return bins
 
 
-def _info(pack_id: str, dataset: str, path: str, how: str, layout: Layout) -> PackInfo:
+def _info(
+    pack_id: str, dataset: str, path: str, how: str, layout: Layout, index_path: str | None = None
+) -> PackInfo:
     reader = PackReader(path)
     try:
         header, index, slides = dict(reader.header), reader.index_table, reader.slide_table
     finally:
         reader.close()
+    if index_path is not None:  # the adapter owns the pack's tables; ours is beside it
+        index = pa.ipc.open_file(pa.memory_map(index_path)).read_all()
+    if layout.has_slide_idx:
+        num_series = slides.num_rows
+    elif "series_instance_uid" in index.column_names:
+        num_series = len(set(index.column("series_instance_uid").to_pylist()))
+    else:
+        num_series = 0
     return PackInfo(
         pack_id=pack_id, dataset=dataset, path=path, num_records=index.num_rows,
         num_patients=len(set(index.column("patient_id").to_pylist())),
-        num_series=slides.num_rows if layout.has_slide_idx else 0,
+        num_series=num_series,
         data_bytes=int(header["data_length"]), file_bytes=os.path.getsize(path),
         published_by=how, index=index,
     )  # fmt: skip
@@ -189,18 +199,29 @@ def merge_segments(
     os.makedirs(target_dir, exist_ok=True)
     tmp_dir = os.path.dirname(segments[0].path)
     packs: list[PackInfo] = []
-    for n, segs in enumerate(_bins(_units(segments, pack_target_bytes), pack_target_bytes)):
-        pack_id = f"{run_id}-{n:04d}"
-        final = pack_path(out, dataset, pack_id)
-        if len(segs) == 1:
-            os.replace(segs[0].path, final)
-            how = "rename"
-        else:
-            _concat(segs, final, tmp_dir, layout)
-            how = "concat"
-        if published is not None:
-            published.append(final)
-        packs.append(_info(pack_id, dataset, final, how, layout))
+    groups: dict[str, list[SegmentInfo]] = {}
+    for seg in segments:
+        groups.setdefault(seg.layout or layout.name, []).append(seg)
+    for name in sorted(groups, key=lambda g: g != layout.name):  # the build's layout first
+        this = LAYOUTS[name]
+        segs_of = groups[name]
+        bins = (
+            _bins(_units(segs_of, pack_target_bytes), pack_target_bytes)
+            if this.mergeable
+            else [[s] for s in sorted(segs_of, key=lambda s: (s.first_patient, s.task_id, s.seq))]
+        )
+        for segs in bins:
+            pack_id = f"{run_id}-{len(packs):04d}"
+            final = pack_path(out, dataset, pack_id)
+            if len(segs) == 1:
+                os.replace(segs[0].path, final)
+                how = "rename"
+            else:
+                _concat(segs, final, tmp_dir, this)
+                how = "concat"
+            if published is not None:
+                published.append(final)
+            packs.append(_info(pack_id, dataset, final, how, this, segs[0].index_path))
     return packs
 
 

@@ -55,6 +55,8 @@ class SegmentInfo:
     first_patient: str
     last_patient: str
     continues: bool  # the last patient goes on in segment seq+1 of the same task
+    layout: str = ""  # set for segments of another layout than the build's (a fallback)
+    index_path: str | None = None  # our index of a non-mergeable layout's pack (Arrow file)
 
 
 class ShardWriter:

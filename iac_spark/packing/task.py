@@ -83,6 +83,8 @@ class PackTaskSpec:
     shard_target_bytes: int = DEFAULT_SHARD_TARGET_BYTES
     #: scan files the rows' ``_file`` column indexes (record sources that read scanned values)
     scan_files: tuple[str, ...] = ()
+    #: layout settings (``dicom_patient``: ``jxl_effort``, ``fallback``), picklable pairs
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
