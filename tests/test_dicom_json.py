@@ -15,6 +15,8 @@ import io
 import json
 import math
 import struct
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from iac_spark.dicom import dicom_json
 from iac_spark.dicom.dicom_json import (
+    DicomJsonError,
     JsonEncoderCache,
     dataset_to_json,
     default_cache,
@@ -680,7 +683,9 @@ def test_strings_padding_empty_values_and_pn() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_odd_elements_never_raise() -> None:
+def test_odd_elements_are_encoded_faithfully() -> None:
+    """Bytes that do not fit their VR are kept, as UN with those bytes: no placeholder."""
+    bad_sequence = b"garbage!"  # no item: pydicom reads no item from it
     ds = _raw_dataset(
         (0x00100010, "XX", b"abcd"),  # unknown VR
         (0x00100020, "\x00\x01", b"ab"),  # garbage VR
@@ -688,24 +693,85 @@ def test_odd_elements_never_raise() -> None:
         (0x00091001, "UN", b"\x00\x01"),  # private, no creator
         (0x00080000, "UL", struct.pack("<L", 10)),  # group length: omitted
         (0x00281101, "US", struct.pack("<3H", 0, 0, 16)),
+        (0x00209165, "AT", b"\x20\x00\x32\x00\x7f"),  # not a multiple of 4 bytes
+        (0x00081115, "SQ", bad_sequence),
+        (0x00081111, "SQ", b"\xfe\xff\x00\xe0"),  # pydicom's convert_SQ raises on it
+        (0x00101000, "XX", b""),  # unknown VR, no value
     )
     ds._dict[BaseTag(0x00100030)] = DataElement(0x00100030, "DA", "20000101")
     ds._dict[BaseTag(0x00100040)] = DataElement(0x00100040, "CS", ["M", "F"])
     ds._dict[BaseTag(0x00101010)] = DataElement(0x00101010, "AS", None)
     ds._dict[BaseTag(0x00081140)] = DataElement(0x00081140, "SQ", Sequence([]))
-    ds._dict[BaseTag(0x00181030)] = DataElement(0x00181030, "LO", object())  # nonsense
+    ds._dict[BaseTag(0x00081030)] = DataElement(0x00081030, "LO", b"Head ")  # bytes, converted
     data = _encode(ds)
     assert data["00100010"] == {"vr": "UN", "InlineBinary": "YWJjZA=="}
     assert data["00100020"] == {"vr": "UN", "InlineBinary": "YWI="}
     assert data["00280010"] == {"vr": "US"}
     assert data["00091001"] == {"vr": "UN", "InlineBinary": "AAE="}
     assert "00080000" not in data
+    assert data["00209165"] == {"vr": "UN", "InlineBinary": "IAAyAH8="}
+    assert data["00081115"] == {
+        "vr": "UN",
+        "InlineBinary": base64.b64encode(bad_sequence).decode(),
+    }
+    assert data["00081111"] == {"vr": "UN", "InlineBinary": "/v8A4A=="}
+    assert data["00101000"] == {"vr": "UN"}  # nothing to keep
     assert data["00100030"] == {"vr": "DA", "Value": ["20000101"]}
     assert data["00100040"] == {"vr": "CS", "Value": ["M", "F"]}
     assert data["00101010"] == {"vr": "AS"}
     assert data["00081140"] == {"vr": "SQ"}
-    assert data["00181030"]["vr"] in ("LO", "UN")
+    assert data["00081030"] == {"vr": "LO", "Value": ["Head"]}
     assert list(data) == sorted(data)
+
+
+def _converted(tag: int, vr: str, value: object) -> Dataset:
+    """A dataset holding one converted element with ``value`` as is (no pydicom checks)."""
+    ds = Dataset()
+    elem = DataElement(tag, vr, None)
+    elem._value = value
+    ds._dict[BaseTag(tag)] = elem
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "value", "reason"),
+    [
+        (0x00181030, "LO", object(), "LO value of type object is not text"),
+        (0x00100020, "LO", 12, "LO value of type int is not text"),
+        (0x00280010, "US", "512", "'str' object cannot be interpreted as an integer"),
+        (0x00280010, "US", 2.5, "'float' object cannot be interpreted as an integer"),
+        (0x00180088, "FD", ["1.5"], "FD value of type str is not a number"),
+        (0x00180050, "DS", [object()], "DS value of type object is not a number"),
+        (0x00100010, "PN", [3], "PN value of type int is not a person name"),
+        (0x00091010, "OB", [1, 2], "OB value of type list is not bytes"),
+        (0x00091011, "XX", "text", "does not fit its VR and is not bytes"),
+    ],
+)
+def test_unencodable_converted_values_raise(tag: int, vr: str, value: object, reason: str) -> None:
+    """Values no VR can hold used to be str()-ed or replaced; now they are an error."""
+    ds = _converted(tag, vr, value)
+    with pytest.raises(DicomJsonError) as info:
+        dataset_to_json(ds, cache=JsonEncoderCache())
+    message = str(info.value)
+    assert message.startswith(f"cannot encode element ({tag >> 16:04X},{tag & 0xFFFF:04X}): ")
+    assert reason in message
+
+
+def test_converted_date_and_time_values_are_written_like_pydicom() -> None:
+    import datetime
+
+    ds = _converted(0x00080020, "DA", datetime.date(2024, 2, 29))
+    ds._dict[BaseTag(0x00080030)] = _converted(0x00080030, "TM", datetime.time(8, 30))._dict[
+        BaseTag(0x00080030)
+    ]
+    data = _encode(ds)
+    assert data["00080020"] == {"vr": "DA", "Value": ["20240229"]}
+    assert data["00080030"] == {"vr": "TM", "Value": ["083000"]}
+
+
+def test_bulk_threshold_must_be_an_integer() -> None:
+    with pytest.raises(TypeError):
+        dataset_to_json(Dataset(), bulk_threshold="1024")  # type: ignore[arg-type]
 
 
 def test_ambiguous_vrs_implicit() -> None:
@@ -763,5 +829,12 @@ def test_docstring_example_runs() -> None:
 
 
 def test_no_pyspark_import() -> None:
-    source = Path(dicom_json.__file__).read_text(encoding="utf-8")
-    assert "pyspark" not in source
+    """The codec modules import no pyspark, transitively (a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "import iac_spark.dicom.header, iac_spark.dicom.dicom_json, iac_spark.dicom.compat\n"
+        "import iac_spark.dicom.attributes\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'pyspark')\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

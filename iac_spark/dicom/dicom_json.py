@@ -63,8 +63,8 @@ Output rules (PS3.18 F.2 semantics)
   ``"BulkDataURI": null`` instead) without inventing a URI we cannot serve.
 * Text VRs (SH, LO, UC, ST, LT, UT, PN) are decoded with the dataset's (or
   sequence item's) Specific Character Set, including ISO 2022 code
-  extensions (through ``pydicom.charset.decode_bytes``); undecodable bytes
-  are replaced, never raised.
+  extensions (through pydicom's ``decode_bytes``); undecodable bytes are
+  replaced with U+FFFD, as pydicom's reader does, never raised.
 * Implicit VR: the VR comes from the DICOM dictionary; private elements use
   the private dictionary through their private creator (creators are LO,
   unknown ones UN); an explicit ``UN`` of a known tag is replaced like pydicom
@@ -72,9 +72,21 @@ Output rules (PS3.18 F.2 semantics)
   Representation is 1, else US; ``US or OW`` (LUT Data) is US when the first
   LUT Descriptor value is 1, else OW; ``OB or OW`` and ``US or SS or OW`` are
   OW.
-* Nothing raises: an element that cannot be encoded by its VR is emitted as
-  ``{"vr":"UN","InlineBinary":...}`` of its raw bytes (``"vr"`` only when too
-  big or unavailable). The result always passes a strict ``json.loads``.
+* Bytes that do not fit their VR (an unknown VR, a numeric or AT value whose
+  length is not a multiple of the value size, a sequence whose bytes do not
+  parse) are emitted faithfully as ``{"vr":"UN","InlineBinary":...}`` of
+  those bytes (``"vr"`` only above ``bulk_threshold``, like any binary
+  value, or when the value is empty). The result always passes a strict
+  ``json.loads``.
+* Nothing is ever replaced by a placeholder: an element that cannot be
+  encoded otherwise (a converted value of a type its VR cannot hold, a
+  deferred value pydicom cannot load, sequences nested deeper than the
+  recursion limit) raises :class:`~iac_spark.errors.DicomJsonError` naming
+  the element, e.g. ``cannot encode element (0040,A730) > item 0 >
+  (0010,0010): ...``.
+
+pydicom internals (``Dataset._dict``, raw element fields, charset helpers,
+``convert_SQ``) come from :mod:`iac_spark.dicom.compat` only.
 
 Differences from ``pydicom.Dataset.to_json_dict`` are listed in the
 docstring of :func:`dataset_to_json`.
@@ -82,30 +94,52 @@ docstring of :func:`dataset_to_json`.
 
 from __future__ import annotations
 
-import array
 import base64
 import codecs
+import datetime
+import decimal
 import itertools
 import json
 import math
+import numbers
 import operator
 import re
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from pydicom import config as _pydicom_config
-from pydicom.charset import convert_encodings, decode_bytes, default_encoding
 from pydicom.datadict import dictionary_VR, private_dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag
-from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
-from pydicom.values import convert_SQ
+from pydicom.valuerep import DA, DT, TM, PersonName
+
+from ..errors import DicomJsonError
+from .compat import (
+    DEFAULT_ENCODING,
+    RAW_IS_IMPLICIT_VR,
+    RAW_IS_LITTLE_ENDIAN,
+    RAW_LENGTH,
+    RAW_VALUE,
+    RAW_VALUE_TELL,
+    RAW_VR,
+    RawDataElement,
+    convert_encodings,
+    convert_sq,
+    decode_text,
+    dict_key,
+    element_tags,
+    elements,
+    new_raw_element,
+    raw_length,
+    raw_value,
+    raw_vr,
+    replace_un_with_known_vr,
+)
 
 __all__ = [
     "DEFAULT_BULK_THRESHOLD",
+    "DicomJsonError",
     "JsonEncoderCache",
     "dataset_to_json",
     "default_cache",
@@ -120,7 +154,7 @@ DEFAULT_BULK_THRESHOLD: Final[int] = 1024
 _enc: Callable[[str], str] = json.encoder.encode_basestring
 _b64: Final = base64.b64encode
 
-_LATIN1: Final = "latin-1"  # pydicom's default_encoding "iso8859", fast-path name
+_LATIN1: Final = "latin-1"  # pydicom's default encoding "iso8859", fast-path name
 _STRIP_PAD: Final = " \x00"
 _STRIP_WS: Final = " \x00\t\r\n\f\v"
 
@@ -135,13 +169,15 @@ _STRUCT: Final[dict[str, tuple[str, int]]] = {
     "FD": ("d", 8),
 }
 
-# BaseTag dict keys: looking up a plain int would call BaseTag.__eq__ (Python).
-_BT_CHARSET: Final = BaseTag(0x00080005)
-_BT_PIXEL_REPRESENTATION: Final = BaseTag(0x00280103)
-_BT_LUT_DESCRIPTOR: Final = BaseTag(0x00283002)
+# Lookup keys of the dataset's own key type (faster than plain ints, measured).
+_BT_CHARSET: Final = dict_key(0x00080005)
+_BT_PIXEL_REPRESENTATION: Final = dict_key(0x00280103)
+_BT_LUT_DESCRIPTOR: Final = dict_key(0x00283002)
 # pydicom's fix-up: a negative first LUT Descriptor value is really unsigned.
 _LUT_DESCRIPTOR_TAGS: Final = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
 _BULK_TAGS: Final = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010})
+_ITEM_TAG_LE: Final = b"\xfe\xff\x00\xe0"  # (FFFE,E000) Item, little endian
+_ITEM_TAG_BE: Final = b"\xff\xfe\xe0\x00"
 # Attributes that differ in (nearly) every instance of a series: they are
 # encoded every time but not memoised, so they do not churn the cache.
 _PER_INSTANCE_TAGS: Final = frozenset(
@@ -161,7 +197,7 @@ _PER_INSTANCE_TAGS: Final = frozenset(
 # A JSON number literal (RFC 8259 grammar).
 _JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 
-_DEFAULT_ENCODINGS: Final[tuple[str, ...]] = (default_encoding,)
+_DEFAULT_ENCODINGS: Final[tuple[str, ...]] = (DEFAULT_ENCODING,)
 
 
 def is_bulk_data_tag(tag: int) -> bool:
@@ -366,7 +402,7 @@ def _decode_text(value: bytes, ctx: _Ctx) -> str:
         except (UnicodeError, ValueError):
             return ctx.decoder(value, "replace")[0]
     try:
-        text = decode_bytes(value, list(ctx.encodings), TEXT_VR_DELIMS)
+        text = decode_text(value, ctx.encodings)
     except Exception:
         return ctx.decoder(value, "replace")[0]
     if "\x1b$)A" in text:
@@ -464,7 +500,7 @@ def _first_us(elem: object, little: bool) -> int | None:
     """First unsigned 16-bit value of a raw or converted element, if any."""
     try:
         if isinstance(elem, RawDataElement):
-            value = elem.value
+            value = elem[RAW_VALUE]
             if value and len(value) >= 2:
                 return int(struct.unpack("<H" if little else ">H", value[:2])[0])
             return None
@@ -564,7 +600,7 @@ def _unpack(vr: str, value: bytes, little: bool) -> tuple[Any, ...]:
     code, size = _STRUCT[vr]
     count, rest = divmod(len(value), size)
     if rest:
-        raise ValueError(f"{vr} value length {len(value)} is not a multiple of {size}")
+        raise _Unfit(f"{vr} value length {len(value)} is not a multiple of {size}")
     return struct.unpack(("<" if little else ">") + str(count) + code, value)
 
 
@@ -580,9 +616,9 @@ def _h_float(tag: int, vr: str, value: bytes, ctx: _Ctx) -> str:
 
 
 def _h_at(tag: int, vr: str, value: bytes, ctx: _Ctx) -> str:
-    count = len(value) // 4  # like pydicom, ignore a trailing partial tag
-    if not count:
-        return _vr_only(vr)
+    count, rest = divmod(len(value), 4)
+    if rest:  # pydicom drops a trailing partial tag; we keep every byte (as UN)
+        raise _Unfit(f"AT value length {len(value)} is not a multiple of 4")
     fmt = ("<" if ctx.little else ">") + str(2 * count) + "H"
     pairs = struct.unpack(fmt, value[: 4 * count])
     ats = [f'"{pairs[i]:04X}{pairs[i + 1]:04X}"' for i in range(0, len(pairs), 2)]
@@ -635,12 +671,12 @@ _BINARY_VRS: Final = frozenset(vr for vr, h in _HANDLERS.items() if h is _h_bina
 
 
 def _read_private_creator(ds_dict: Any, creator_tag: int, ctx: _Ctx) -> str:
-    elem = ds_dict.get(BaseTag(creator_tag))
+    elem = ds_dict.get(dict_key(creator_tag))
     if elem is None:
         return ""
     try:
         if isinstance(elem, RawDataElement):
-            value = elem.value
+            value = elem[RAW_VALUE]
             return _decode_text(value, ctx).rstrip(_STRIP_PAD) if value else ""
         v = elem.value
         if isinstance(v, list | tuple | MultiValue):
@@ -687,7 +723,7 @@ def _resolve_vr(tag: int, vr: str | None, length: int, ds_dict: Any, ctx: _Ctx) 
                 vr = "UL"
             else:
                 vr = "UN"
-    elif vr == "UN" and _pydicom_config.replace_un_with_known_vr:
+    elif vr == "UN" and replace_un_with_known_vr():
         if tag & 0x00010000:
             vr = _private_vr(ds_dict, tag, ctx)
         elif length < 0xFFFF:
@@ -705,8 +741,54 @@ def _resolve_vr(tag: int, vr: str | None, length: int, ds_dict: Any, ctx: _Ctx) 
         elif vr in ("OB or OW", "US or SS or OW"):
             vr = "OW"
         else:
-            raise ValueError(f"unknown VR {vr!r}")
+            raise _Unfit(f"unknown VR {vr!r}")
     return vr, cacheable
+
+
+# --------------------------------------------------------------------------
+# Failures: faithful UN for bytes that do not fit their VR, DicomJsonError otherwise
+# --------------------------------------------------------------------------
+
+
+class _Unfit(ValueError):
+    """The element's bytes do not fit its VR (unknown VR, wrong length, malformed
+    sequence): encoded faithfully as UN with those bytes, never an error."""
+
+
+class _EncodeFailure(Exception):
+    """An element cannot be encoded. ``args[0]`` is the cause; ``path`` collects the
+    element tags and item numbers on the way out (innermost first). Built without
+    Python-level calls so that it can be raised even at the recursion limit."""
+
+    path: list[str]
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _path_text(path: list[str]) -> str:
+    """'(0040,A730) > item 0 > (0040,A160)' from an innermost-first path."""
+    parts = path[::-1]
+    if len(parts) > 9:
+        parts = [*parts[:4], f"... {len(parts) - 8} more ...", *parts[-4:]]
+    return " > ".join(parts)
+
+
+def _unfit_bytes(tag: int, elem: Any, ds: Dataset, ctx: _Ctx) -> str:
+    """UN body for an element whose bytes do not fit its VR (raises when no bytes)."""
+    if type(elem) is RawDataElement:
+        value = elem[RAW_VALUE]
+        if value is None and elem[RAW_LENGTH]:
+            value = ds[tag].value  # deferred read: let pydicom load it
+    else:
+        value = getattr(elem, "value", None)
+    if value is None or isinstance(value, bytes | bytearray):
+        return _h_binary(tag, "UN", bytes(value), ctx) if value else _vr_only("UN")
+    raise TypeError(
+        f"{getattr(elem, 'VR', None)!r} value of type {type(value).__name__} does not fit "
+        "its VR and is not bytes"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -718,23 +800,37 @@ def _encode_raw(
     tag: int, raw: RawDataElement, ds: Dataset, ds_dict: Any, ctx: _Ctx
 ) -> tuple[str, bool]:
     """JSON object for one raw element, and whether it may be cached."""
-    vr, cacheable = _resolve_vr(tag, raw.VR, raw.length, ds_dict, ctx)
-    value = raw.value
+    length = raw[RAW_LENGTH]
+    vr, cacheable = _resolve_vr(tag, raw[RAW_VR], length, ds_dict, ctx)
+    value = raw[RAW_VALUE]
     if tag in _BULK_TAGS or (tag & 0xFFE1FFFF) == 0x60003000:
         return _vr_only(vr), cacheable
     if value is None:
-        if not raw.length:
+        if not length:
             return _vr_only(vr), cacheable
         # Deferred read (dcmread(defer_size=...)): never load bulk values.
-        if vr in _BINARY_VRS and raw.length > ctx.bulk:
+        if vr in _BINARY_VRS and length > ctx.bulk:
             return _vr_only(vr), False
         return _encode_element(tag, ds[tag], ctx), False
     if not value:
         return _vr_only(vr), cacheable
     if vr == "SQ":
-        seq = convert_SQ(
-            value, raw.is_implicit_VR, raw.is_little_endian, list(ctx.encodings), raw.value_tell
-        )
+        little = raw[RAW_IS_LITTLE_ENDIAN]
+        if not value.startswith(_ITEM_TAG_LE if little else _ITEM_TAG_BE):
+            # pydicom would read the bytes as an item anyway and make one up
+            raise _Unfit("sequence bytes do not start with an item")
+        try:
+            seq = convert_sq(
+                value,
+                raw[RAW_IS_IMPLICIT_VR],
+                little,
+                list(ctx.encodings),
+                raw[RAW_VALUE_TELL],
+            )
+        except (RecursionError, MemoryError):
+            raise
+        except Exception as exc:  # the bytes are no sequence
+            raise _Unfit(f"malformed sequence: {exc}") from exc
         return _encode_sequence(seq, ctx), cacheable
     return _HANDLERS[vr](tag, vr, value, ctx), cacheable
 
@@ -751,8 +847,27 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+def _wrong_type(vr: str, v: object, expected: str) -> TypeError:
+    return TypeError(f"{vr} value of type {type(v).__name__} is not {expected}")
+
+
+_DATETIME_VRS: Final[dict[str, Callable[[Any], Any]]] = {"DA": DA, "DT": DT, "TM": TM}
+_NUMBER_VALUE_TYPES: Final = (str, numbers.Number, decimal.Decimal)  # DS / IS
+
+
+def _string_value(vr: str, v: object) -> str:
+    """One value of a string VR: a str, or for DA/DT/TM a date/time written the way
+    pydicom writes it."""
+    if isinstance(v, str):
+        return v
+    if vr in _DATETIME_VRS and isinstance(v, datetime.date | datetime.time):
+        original = getattr(v, "original_string", None)
+        return original if isinstance(original, str) else str(_DATETIME_VRS[vr](v))
+    raise _wrong_type(vr, v, "text")
+
+
 def _encode_element(tag: int, elem: DataElement, ctx: _Ctx) -> str:
-    """Encode an already converted ``DataElement``; may raise."""
+    """Encode an already converted ``DataElement``; raises for values its VR cannot hold."""
     vr = str(elem.VR) if elem.VR else "UN"
     value = elem.value
     if vr == "SQ":
@@ -765,42 +880,43 @@ def _encode_element(tag: int, elem: DataElement, ctx: _Ctx) -> str:
         elif vr in ("OB or OW", "US or SS or OW"):
             vr = "OW"
         else:
-            raise ValueError(f"unknown VR {vr!r}")
+            raise _Unfit(f"unknown VR {vr!r}")
     if tag in _BULK_TAGS or (tag & 0xFFE1FFFF) == 0x60003000:
         return _vr_only(vr)
     if value is None or (isinstance(value, str | bytes | list | tuple | MultiValue) and not value):
         return _vr_only(vr)
     if isinstance(value, PersonName) and not str(value):
         return _vr_only(vr)
-    if vr in _BINARY_VRS:
-        if not isinstance(value, bytes | bytearray):
-            raise ValueError("binary VR without bytes value")
-        return _h_binary(tag, vr, bytes(value), ctx)
     if isinstance(value, bytes | bytearray):
-        # Converted element still holding raw bytes, e.g. "US or SS" values.
-        if vr in _STRUCT:
-            return _HANDLERS[vr](tag, vr, bytes(value), ctx)
-        raise ValueError("bytes value for a non-binary VR")
+        # Still the raw bytes (e.g. "US or SS" values, or set as bytes): like a raw element.
+        return _HANDLERS[vr](tag, vr, bytes(value), ctx)
+    if vr in _BINARY_VRS:
+        raise _wrong_type(vr, value, "bytes")
     vals = _as_list(value)
     if vr == "PN":
         items = []
         for v in vals:
             if v is None or v == "":
                 items.append("null")
+            elif isinstance(v, PersonName):
+                items.append(_pn_json(list(v.components)))
+            elif isinstance(v, str):
+                items.append(_pn_json(v.split("=")))
             else:
-                groups = list(v.components) if isinstance(v, PersonName) else str(v).split("=")
-                items.append(_pn_json(groups))
+                raise _wrong_type(vr, v, "a person name")
         if len(items) == 1 and items[0] == "null":
             return _vr_only(vr)
         return _with_value(vr, ",".join(items))
     if vr == "AT":
-        return _with_value(vr, ",".join([f'"{int(v):08X}"' for v in vals]))
+        return _with_value(vr, ",".join([f'"{operator.index(v):08X}"' for v in vals]))
     if vr in ("DS", "IS"):
         token = _ds_token if vr == "DS" else _is_token
         out = []
         for v in vals:
             if v is None or v == "":
                 out.append("null")
+            elif not isinstance(v, _NUMBER_VALUE_TYPES):
+                raise _wrong_type(vr, v, "a number")
             elif vr == "DS" and isinstance(v, float) and not hasattr(v, "original_string"):
                 out.append(_float_token(v))
             else:
@@ -809,11 +925,18 @@ def _encode_element(tag: int, elem: DataElement, ctx: _Ctx) -> str:
         return _with_value(vr, ",".join(out))
     if vr in _STRUCT:
         if vr in ("FL", "FD"):
-            nums = ["null" if v is None or v == "" else _float_token(float(v)) for v in vals]
-        else:
-            nums = ["null" if v is None or v == "" else str(int(v)) for v in vals]
+            nums = []
+            for v in vals:
+                if v is None or v == "":
+                    nums.append("null")
+                elif isinstance(v, numbers.Real):
+                    nums.append(_float_token(float(v)))
+                else:
+                    raise _wrong_type(vr, v, "a number")
+        else:  # operator.index: ints (numpy ints too), never floats or strings
+            nums = ["null" if v is None or v == "" else str(operator.index(v)) for v in vals]
         return _with_value(vr, ",".join(nums))
-    strs = ["" if v is None else str(v) for v in vals]
+    strs = ["" if v is None else _string_value(vr, v) for v in vals]
     if vr in ("UC", "ST", "LT", "UT"):
         strs = [s.rstrip(_STRIP_PAD) for s in strs]
     elif vr in ("AE", "UR"):
@@ -825,40 +948,18 @@ def _encode_element(tag: int, elem: DataElement, ctx: _Ctx) -> str:
     return _strings(vr, strs)
 
 
-def _fallback_raw(raw: RawDataElement, ctx: _Ctx) -> str:
-    """Conservative encoding of a raw element that failed normal encoding."""
-    value = raw.value
-    if isinstance(value, bytes | bytearray) and value:
-        return _h_binary(0, "UN", bytes(value), ctx)
-    return _vr_only("UN")
-
-
-def _fallback_element(elem: Any, ctx: _Ctx) -> str:
-    """Conservative encoding of a DataElement that failed normal encoding."""
-    try:
-        data = elem.to_json_dict(None, ctx.bulk)
-        if not isinstance(data, dict) or data.get("vr") not in _KNOWN_VRS:
-            raise ValueError("unexpected JSON dict")
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except Exception:
-        value = getattr(elem, "value", None)
-        if isinstance(value, bytes | bytearray) and value:
-            return _h_binary(0, "UN", bytes(value), ctx)
-        return _vr_only("UN")
-
-
 # --------------------------------------------------------------------------
 # Datasets and sequences
 # --------------------------------------------------------------------------
 
 
 def _dataset_ctx(ds: Dataset, parent: _Ctx | None, cache: JsonEncoderCache, bulk: int) -> _Ctx:
-    ds_dict = ds._dict
+    ds_dict = elements(ds)
     # Character set: as recorded by pydicom while reading (the item's own
     # (0008,0005) or the one inherited from its parent), else the dataset's
     # own Specific Character Set, else the parent's.
     encodings: tuple[str, ...] | None = None
-    read_cs = getattr(ds, "_read_charset", None)
+    read_cs = ds.original_character_set
     if read_cs:
         encodings = _as_encodings(read_cs)
     else:
@@ -866,22 +967,21 @@ def _dataset_ctx(ds: Dataset, parent: _Ctx | None, cache: JsonEncoderCache, bulk
         if cs_elem is not None:
             try:
                 if isinstance(cs_elem, RawDataElement):
-                    raw_cs = (cs_elem.value or b"").decode(_LATIN1)
+                    raw_cs = (cs_elem[RAW_VALUE] or b"").decode(_LATIN1)
                     cs_values: Any = [v.strip(_STRIP_PAD) for v in raw_cs.split("\\")]
                 else:
                     cs_values = cs_elem.value
                 encodings = _as_encodings(convert_encodings(cs_values))
-            except Exception:
+            except Exception:  # like pydicom: an unusable charset reads as the default
                 encodings = None
         if encodings is None:
             encodings = parent.encodings if parent is not None else _DEFAULT_ENCODINGS
 
-    implicit = getattr(ds, "_read_implicit", None)
-    little = getattr(ds, "_read_little", None)
+    implicit, little = ds.original_encoding
     if little is None or implicit is None:
         first = next(iter(ds_dict.values()), None)
         if isinstance(first, RawDataElement):
-            implicit, little = first.is_implicit_VR, first.is_little_endian
+            implicit, little = first[RAW_IS_IMPLICIT_VR], first[RAW_IS_LITTLE_ENDIAN]
         elif parent is not None:
             implicit, little = parent.implicit, parent.little
         else:
@@ -901,18 +1001,29 @@ def _encode_sequence(items: Any, ctx: _Ctx) -> str:
     if not items:
         return _vr_only("SQ")
     parts = []
-    for item in items:
-        if isinstance(item, Dataset):
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, Dataset):
+                raise TypeError(f"sequence item of type {type(item).__name__} is not a dataset")
             parts.append(_encode_dataset(item, ctx, ctx.cache, ctx.bulk))
-        else:  # cannot be represented; keep the item count
-            parts.append("{}")
+        except _EncodeFailure as failure:
+            failure.path.append(f"item {i}")
+            raise
+        except Exception as exc:
+            fresh = _EncodeFailure(exc)
+            fresh.path = [f"item {i}"]
+            raise fresh from exc
     return '{"vr":"SQ","Value":[' + ",".join(parts) + "]}"
 
 
 def _encode_miss(
     tag: int, elem: Any, key: _Key | None, ds: Dataset, ds_dict: Any, ctx: _Ctx
 ) -> str:
-    """Encode an element that was not found in the cache; never raises."""
+    """Encode an element that was not found in the cache.
+
+    Bytes that do not fit the VR become UN (:class:`_Unfit`); anything else that fails
+    raises :class:`_EncodeFailure` naming this element.
+    """
     cache = ctx.cache
     cache.misses += 1
     if not tag & 0xFFFF:
@@ -922,39 +1033,43 @@ def _encode_miss(
             cache._store(key, "")
         return ""
     try:
-        if type(elem) is RawDataElement:
-            # Common case inline: explicit, non-ambiguous VR with a value.
-            vr = elem[1]
-            value = elem[3]
-            handler = _HANDLERS.get(vr) if value and vr and vr != "UN" else None
-            if handler is not None and tag not in _BULK_TAGS and tag & 0xFFE1FFFF != 0x60003000:
-                frag = _prefix(tag) + handler(tag, vr, value, ctx)  # type: ignore[arg-type]
-                if key is not None and tag not in _PER_INSTANCE_TAGS:
-                    cache._store(key, frag)
-                return frag
-        if isinstance(elem, RawDataElement):
-            body, cacheable = _encode_raw(tag, elem, ds, ds_dict, ctx)
-        else:
-            body, cacheable = _encode_element(tag, elem, ctx), True
-        frag = _prefix(tag) + body
-        if key is not None and cacheable and tag not in _PER_INSTANCE_TAGS:
-            cache._store(key, frag)
-        return frag
-    except Exception:
-        if isinstance(elem, RawDataElement):
-            return _prefix(tag) + _fallback_raw(elem, ctx)
-        return _prefix(tag) + _fallback_element(elem, ctx)
+        try:
+            if type(elem) is RawDataElement:
+                # Common case inline: explicit, non-ambiguous VR with a value.
+                vr = elem[RAW_VR]
+                value = elem[RAW_VALUE]
+                handler = _HANDLERS.get(vr) if value and vr and vr != "UN" else None
+                if handler is not None and tag not in _BULK_TAGS and tag & 0xFFE1FFFF != 0x60003000:
+                    frag = _prefix(tag) + handler(tag, vr, value, ctx)  # type: ignore[arg-type]
+                    if key is not None and tag not in _PER_INSTANCE_TAGS:
+                        cache._store(key, frag)
+                    return frag
+                body, cacheable = _encode_raw(tag, elem, ds, ds_dict, ctx)
+            else:
+                body, cacheable = _encode_element(tag, elem, ctx), True
+        except _Unfit:
+            return _prefix(tag) + _unfit_bytes(tag, elem, ds, ctx)
+    except _EncodeFailure as failure:
+        failure.path.append(_tag_text(tag))
+        raise
+    except Exception as exc:
+        fresh = _EncodeFailure(exc)
+        fresh.path = [f"({tag >> 16:04X},{tag & 0xFFFF:04X})"]
+        raise fresh from exc
+    frag = _prefix(tag) + body
+    if key is not None and cacheable and tag not in _PER_INSTANCE_TAGS:
+        cache._store(key, frag)
+    return frag
 
 
-_MASK32: Final = itertools.repeat(0xFFFFFFFF)
-_PRIVATE_BIT: Final = itertools.repeat(0x00010000)
-_NONE: Final = itertools.repeat(None)
 _RAW_TYPE: Final = itertools.repeat(RawDataElement)
-_get_vr: Final = operator.itemgetter(1)
-_get_length: Final = operator.itemgetter(2)
-_get_value: Final = operator.itemgetter(3)
+_NONE: Final = itertools.repeat(None)
+_PRIVATE_BIT: Final = itertools.repeat(0x00010000)
+_get_vr: Final = raw_vr
+_get_length: Final = raw_length
+_get_value: Final = raw_value
 # Stands in for converted elements while the keys are built in bulk.
-_PLACEHOLDER: Final = RawDataElement(BaseTag(0), None, 0, None, 0, False, True)
+_KEY_STAND_IN: Final = new_raw_element(0, None, 0, None, 0, False, True)
 _SIMPLE_TYPES: Final = (str, int, float)
 
 
@@ -972,11 +1087,11 @@ def _cache_keys(tags: list[int], elems: list[Any], ds_dict: Any, ctx: _Ctx) -> l
     converted: list[int] = []
     if types.count(RawDataElement) != n:
         # DataElement also supports [] (delegating to its value): swap in a
-        # placeholder and key converted elements separately below.
+        # stand-in and key converted elements separately below.
         converted = list(itertools.compress(indices, map(operator.is_not, types, _RAW_TYPE)))
         elems = elems.copy()
         for i in converted:
-            elems[i] = _PLACEHOLDER
+            elems[i] = _KEY_STAND_IN
     vrs = list(map(_get_vr, elems))
     values = list(map(_get_value, elems))
     keys: list[_Key | None] = list(zip(tags, vrs, values, itertools.repeat(cid)))
@@ -984,7 +1099,7 @@ def _cache_keys(tags: list[int], elems: list[Any], ds_dict: Any, ctx: _Ctx) -> l
         # None is an empty value (length 0: cacheable) or a deferred one
         # (dcmread(defer_size=...)), which must never be a key.
         for i in itertools.compress(indices, map(operator.is_, values, _NONE)):
-            if elems[i][2]:
+            if elems[i][RAW_LENGTH]:
                 keys[i] = None
     max_value = ctx.cache.max_value_bytes
     if max(map(_get_length, elems)) > max_value:
@@ -1012,15 +1127,12 @@ def _cache_keys(tags: list[int], elems: list[Any], ds_dict: Any, ctx: _Ctx) -> l
 
 
 def _encode_dataset(ds: Dataset, parent: _Ctx | None, cache: JsonEncoderCache, bulk: int) -> str:
-    ds_dict = ds._dict
+    ds_dict = elements(ds)
     if not ds_dict:
-        return "{}"
+        return "{}"  # an empty dataset (item), not a placeholder
     ctx = _dataset_ctx(ds, parent, cache, bulk)
     # BaseTag compares and converts in Python code: get plain ints in C.
-    try:
-        tags: list[int] = array.array("L", ds_dict).tolist()
-    except Exception:
-        tags = list(map(operator.and_, ds_dict, _MASK32))
+    tags = element_tags(ds_dict)
     elems: list[Any] = list(ds_dict.values())
     if tags != sorted(tags):
         order = sorted(range(len(tags)), key=tags.__getitem__)
@@ -1056,7 +1168,9 @@ def dataset_to_json(
     ``cache`` (default: the module-level :func:`default_cache`). Binary values
     (OB/OD/OF/OL/OV/OW/UN) longer than ``bulk_threshold`` bytes, and pixel,
     overlay and waveform data of any size, are emitted with ``"vr"`` only.
-    Never raises for odd element values; the module docstring has the rules.
+    Bytes that do not fit their VR become ``UN`` with those bytes; an element
+    that cannot be encoded at all raises :class:`DicomJsonError` (never a
+    placeholder). The module docstring has the rules.
 
     Deliberate differences from ``ds.to_json_dict(bulk_data_threshold=T,
     bulk_data_element_handler=lambda el: None)``:
@@ -1075,8 +1189,9 @@ def dataset_to_json(
     * DS keeps its literal when it is a valid JSON number (pydicom: a float,
       so ``"1"`` becomes ``1.0``); the numbers are equal.
     * Values pydicom cannot serialise (unparseable IS/DS, NaN or infinity in
-      FL/FD, numeric values of a wrong length, unknown VRs) become strings or
-      ``UN`` InlineBinary instead of raising or producing invalid JSON.
+      FL/FD, numeric or AT values of a wrong length, unknown VRs) become
+      strings or ``UN`` InlineBinary instead of raising or producing invalid
+      JSON; pydicom drops a trailing partial AT tag, we keep its bytes as UN.
     * Ambiguous VRs pydicom leaves unresolved (``OB or OW`` for e.g. Air
       Counts, ``US or SS or OW``) are emitted as OW.
     * ISO 2022 IR 58 (GB2312) text: the designation escape ``ESC $ ) A``,
@@ -1094,11 +1209,16 @@ def dataset_to_json(
     """
     if cache is None:
         cache = _default_cache
-    try:
-        bulk = int(bulk_threshold)
-    except Exception:
-        bulk = DEFAULT_BULK_THRESHOLD
+    bulk = operator.index(bulk_threshold)
     try:
         return _encode_dataset(ds, None, cache, bulk)
-    except Exception:  # pragma: no cover - every element is guarded already
-        return "{}"
+    except _EncodeFailure as failure:
+        cause = failure.args[0]
+        reason = f"{type(cause).__name__}: {cause}"
+        if isinstance(cause, RecursionError):
+            reason += " (sequences nested too deeply)"
+        raise DicomJsonError(
+            f"cannot encode element {_path_text(failure.path)}: {reason}"
+        ) from cause
+    except Exception as exc:  # outside any element: the dataset itself is unusable
+        raise DicomJsonError(f"cannot encode dataset: {type(exc).__name__}: {exc}") from exc

@@ -8,6 +8,10 @@ the prefix. Pixel data is never inflated, yet truncation is still caught: the
 pixel element's declared length is checked against the member size, and so is
 the last element of a header that ends early.
 
+Every :class:`Header` field comes from that one parse: the identifiers, the promoted
+catalog attributes (:mod:`iac_spark.dicom.attributes`) and, unless ``meta=False``, the
+header as DICOM JSON (:mod:`iac_spark.dicom.dicom_json`).
+
 Example:
     >>> import io
     >>> from pydicom.data import get_testdata_file
@@ -16,29 +20,44 @@ Example:
     >>> h = parse_header(stream.read, len(raw), "CT_small.dcm")
     >>> h.modality, h.rows, h.columns, h.has_pixel_data
     ('CT', 128, 128, True)
+    >>> h.study_date, h.slice_thickness, h.image_type
+    (datetime.date(2004, 1, 19), 5.0, ('ORIGINAL', 'PRIMARY', 'AXIAL'))
+    >>> h.meta[:40]
+    '{"00080005":{"vr":"CS","Value":["ISO_IR '
+    >>> parse_header(io.BytesIO(raw).read, len(raw), "CT_small.dcm", meta=False).meta is None
+    True
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import io
 import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import NamedTuple, ParamSpec, TypeVar
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filereader import _at_pixel_data, read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from ..errors import DicomParseError, EmptyMemberError, NotDicomError, TruncatedMemberError
+from ..errors import (
+    DicomJsonError,
+    DicomParseError,
+    EmptyMemberError,
+    NotDicomError,
+    TruncatedMemberError,
+)
 from ..inputs.archives import suffix
+from .attributes import PROMOTED, read_attributes
+from .compat import element_tags, elements, raw_value_span, read_dataset_before_pixels
 from .dicom_json import JsonEncoderCache, dataset_to_json
 
 __all__ = [
     "NON_DICOM_SUFFIXES",
+    "PROMOTED",
     "Header",
     "is_plainly_not_dicom",
     "parse_header",
@@ -120,7 +139,13 @@ _TS_BY_ENCODING = {
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The contract columns taken from one DICOM header (``meta`` is DICOM JSON)."""
+    """What one header parse yields: the zipdcm contract columns, the promoted catalog
+    attributes (:data:`PROMOTED`, ``None`` where absent or invalid) and ``meta``, the header
+    as DICOM JSON (``None`` when parsed with ``meta=False``).
+
+    ``sop_instance_uid`` / ``sop_class_uid`` fall back to the file meta's Media Storage
+    SOP Instance / Class UID (0002,0003) / (0002,0002) when the dataset lacks them.
+    """
 
     sop_instance_uid: str | None
     series_instance_uid: str | None
@@ -134,7 +159,24 @@ class Header:
     columns: int | None
     number_of_frames: int | None
     has_pixel_data: bool
-    meta: str
+    study_date: datetime.date | None = None
+    series_number: int | None = None
+    study_description: str | None = None
+    series_description: str | None = None
+    body_part_examined: str | None = None
+    patient_sex: str | None = None
+    patient_age: str | None = None
+    manufacturer: str | None = None
+    manufacturer_model_name: str | None = None
+    slice_thickness: float | None = None
+    spacing_between_slices: float | None = None
+    pixel_spacing: tuple[float, ...] | None = None
+    image_position_patient: tuple[float, ...] | None = None
+    image_orientation_patient: tuple[float, ...] | None = None
+    bits_allocated: int | None = None
+    photometric_interpretation: str | None = None
+    image_type: tuple[str, ...] | None = None
+    meta: str | None = None
 
 
 def is_plainly_not_dicom(name: str, head: bytes) -> bool:
@@ -187,74 +229,42 @@ def _pixel_element_end(
     return tag, length, pos + header_len + length
 
 
-def _raw_value(ds: Dataset, tag: int) -> object:
-    """An element's value without pydicom's per-element conversion (bytes while still raw)."""
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
-    return None if elem is None else elem.value
-
-
-def _text(ds: Dataset, tag: int, keyword: str) -> str | None:
-    """First value of a string element. ASCII bytes (UIDs, CS, most IDs) are decoded here
-    directly; anything else goes through pydicom so the character set is honoured."""
-    value = _raw_value(ds, tag)
-    if isinstance(value, bytes):
-        if value.isascii():
-            text = value.decode("ascii").split("\\", 1)[0].strip(" \x00")
-            return text or None
-        try:
-            value = ds.get(keyword)
-        except Exception:
-            return None
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else None  # type: ignore[arg-type, index]
-    return (str(value).strip(" \x00") or None) if value is not None else None
-
-
-def _int(ds: Dataset, tag: int) -> int | None:
-    """First value of an IS / US element as int (None when absent, invalid or out of int32)."""
-    value = _raw_value(ds, tag)
-    try:
-        if isinstance(value, bytes):
-            elem = ds._dict[tag]  # type: ignore[index]
-            vr = getattr(elem, "VR", None)
-            if vr in ("US", "SS") or (vr is None and len(value) == 2 and tag in _BINARY_INT_TAGS):
-                little = getattr(elem, "is_little_endian", True)
-                number = int(struct.unpack("<H" if little else ">H", value[:2])[0])
-            else:
-                text = value.decode("ascii", "replace").split("\\", 1)[0].strip(" \x00")
-                if not text:
-                    return None
-                number = int(float(text)) if "." in text else int(text)
-        elif value is None or value == "":
-            return None
-        else:
-            if not isinstance(value, (int, float, str)) and hasattr(value, "__getitem__"):
-                value = value[0]
-            number = int(value)  # type: ignore[call-overload]
-    except Exception:
-        return None
-    return number if -(2**31) <= number < 2**31 else None
-
-
-_BINARY_INT_TAGS = frozenset({0x00280010, 0x00280011})  # Rows, Columns (US)
-
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _META_LONG_VRS = frozenset({b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"})
 
 
-def _fast_read(buf: bytes) -> tuple[Dataset, str, int] | None:
-    """Read a Part-10 header without ``dcmread``'s overhead: (dataset, transfer syntax, stop offset).
+class _Read(NamedTuple):
+    """One parse of a header: the dataset and what the file meta group says."""
 
-    Walks the explicit-VR-little-endian meta group with ``struct`` and hands the rest to
+    ds: Dataset
+    transfer_syntax_uid: str | None
+    end: int  # offset where the dataset read stopped (pixel data or end of data)
+    media_sop_class_uid: str | None
+    media_sop_instance_uid: str | None
+
+
+def _meta_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if value is None:
+        return None
+    return str(value).split("\\", 1)[0].strip(" \x00") or None
+
+
+def _fast_read(buf: bytes) -> _Read | None:
+    """Read a Part-10 header without ``dcmread``'s overhead.
+
+    Walks the explicit-VR-little-endian meta group with ``struct`` (keeping the transfer
+    syntax and the Media Storage SOP Class / Instance UIDs) and hands the rest to
     pydicom's ``read_dataset``. Returns None (the caller falls back to ``dcmread``)
     for anything unusual: deflated data, a meta group that does not parse, or an
     explicit-VR transfer syntax whose first element has no valid VR.
     """
-    pos, ts = 132, None
+    pos = 132
+    ts: str | None = None
+    media: dict[int, bytes] = {}
     n = len(buf)
     while pos + 8 <= n:
         group, elem = struct.unpack_from("<HH", buf, pos)
@@ -275,6 +285,8 @@ def _fast_read(buf: bytes) -> tuple[Dataset, str, int] | None:
             return None
         if elem == 0x0010:
             ts = buf[start : start + length].decode("ascii", "replace").strip(" \x00")
+        elif elem in (0x0002, 0x0003):
+            media[elem] = buf[start : start + length]
         pos = start + length
     if ts == _EXPLICIT_LE or (ts is not None and ts.startswith("1.2.840.10008.1.2.4")):
         implicit, little = False, True
@@ -288,8 +300,24 @@ def _fast_read(buf: bytes) -> tuple[Dataset, str, int] | None:
         return None  # says explicit, is implicit: dcmread knows how to cope
     fp = io.BytesIO(buf)
     fp.seek(pos)
-    ds = read_dataset(fp, implicit, little, stop_when=_at_pixel_data)
-    return ds, ts, fp.tell()
+    ds = read_dataset_before_pixels(fp, implicit, little)
+    return _Read(ds, ts, fp.tell(), _meta_text(media.get(2)), _meta_text(media.get(3)))
+
+
+def _dcmread(buf: bytes, has_preamble: bool) -> _Read:
+    """The general path: ``dcmread`` (forced without a preamble), stopping before pixels."""
+    fp = io.BytesIO(buf)
+    ds = pydicom.dcmread(fp, force=not has_preamble, stop_before_pixels=True)
+    file_meta = ds.file_meta
+    if file_meta is None:
+        return _Read(ds, None, fp.tell(), None, None)
+    return _Read(
+        ds,
+        file_meta.get("TransferSyntaxUID"),
+        fp.tell(),
+        _meta_text(file_meta.get("MediaStorageSOPClassUID")),
+        _meta_text(file_meta.get("MediaStorageSOPInstanceUID")),
+    )
 
 
 def _quiet(fn: Callable[P, R]) -> Callable[P, R]:
@@ -313,13 +341,20 @@ def parse_header(
     *,
     head: bytes = b"",
     cache: JsonEncoderCache | None = None,
+    meta: bool = True,
 ) -> Header:
     """Parse the header of a DICOM member of ``size`` bytes, reading as little as possible.
 
     ``fetch(n)`` returns the next ``n`` bytes of the member (fewer only at its end);
     ``head`` is what the caller already read from the front. ``where`` (file + member)
-    goes into every error message. Raises :class:`EmptyMemberError`,
-    :class:`NotDicomError`, :class:`TruncatedMemberError` or :class:`DicomParseError`.
+    goes into every error message. ``cache`` memoises the DICOM JSON encoding
+    (:class:`~iac_spark.dicom.dicom_json.JsonEncoderCache`); with ``meta=False`` the
+    encoder is not run at all and ``Header.meta`` is None (the other fields are the same).
+    Every other field comes from the same single parse.
+
+    Raises :class:`EmptyMemberError`, :class:`NotDicomError`,
+    :class:`TruncatedMemberError`, :class:`DicomParseError` or (``meta=True`` only)
+    :class:`DicomJsonError` naming ``where`` and the element that cannot be encoded.
     Callers skip plainly non-DICOM members with :func:`is_plainly_not_dicom` first.
     pydicom's warnings about lenient parsing (odd VRs, invalid values) are silenced: a
     scan over 100,000 files must not flood executor logs; real problems are error rows.
@@ -341,21 +376,17 @@ def parse_header(
     while True:
         complete = len(buf) >= size
         try:
-            fast = _fast_read(buf) if has_preamble else None
-            if fast is not None:
-                ds, ts, pos = fast
-            else:
-                fp = io.BytesIO(buf)
-                ds = pydicom.dcmread(fp, force=not has_preamble, stop_before_pixels=True)
-                ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
-                pos = fp.tell()
-            if ts == DeflatedExplicitVRLittleEndian and not complete:
+            read = _fast_read(buf) if has_preamble else None
+            if read is None:
+                read = _dcmread(buf, has_preamble)
+            if read.transfer_syntax_uid == DeflatedExplicitVRLittleEndian and not complete:
                 raise EOFError("deflated dataset needs the whole member")
         except Exception as exc:
             if not complete:
                 buf = _grow(buf, fetch, size, where)
                 continue
             raise DicomParseError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        ds, ts, pos = read.ds, read.transfer_syntax_uid, read.end
         implicit, little = ds.original_encoding
         pixel = None
         if pos < len(buf) and ts != DeflatedExplicitVRLittleEndian:
@@ -385,24 +416,22 @@ def parse_header(
         raise NotDicomError(f"{where}: parsed as DICOM but holds no data elements")
     if ts is None:
         ts = _TS_BY_ENCODING.get((bool(implicit), bool(little)))
-    try:
-        meta = dataset_to_json(ds, cache=cache)
-    except Exception as exc:  # the encoder is defensive; this is a last resort
-        raise DicomParseError(f"{where}: cannot encode header as DICOM JSON: {exc}") from exc
+    meta_json: str | None = None
+    if meta:
+        try:
+            meta_json = dataset_to_json(ds, cache=cache)
+        except DicomJsonError as exc:
+            raise DicomJsonError(f"{where}: {exc}") from exc
+    fields = read_attributes(ds)
+    if fields["sop_instance_uid"] is None:
+        fields["sop_instance_uid"] = read.media_sop_instance_uid
+    if fields["sop_class_uid"] is None:
+        fields["sop_class_uid"] = read.media_sop_class_uid
     return Header(
-        sop_instance_uid=_text(ds, 0x00080018, "SOPInstanceUID"),
-        series_instance_uid=_text(ds, 0x0020000E, "SeriesInstanceUID"),
-        study_instance_uid=_text(ds, 0x0020000D, "StudyInstanceUID"),
-        patient_id=_text(ds, 0x00100020, "PatientID"),
-        modality=_text(ds, 0x00080060, "Modality"),
-        sop_class_uid=_text(ds, 0x00080016, "SOPClassUID"),
         transfer_syntax_uid=str(ts) if ts else None,
-        instance_number=_int(ds, 0x00200013),
-        rows=_int(ds, 0x00280010),
-        columns=_int(ds, 0x00280011),
-        number_of_frames=_int(ds, 0x00280008),
         has_pixel_data=has_pixels,
-        meta=meta,
+        meta=meta_json,
+        **fields,
     )
 
 
@@ -420,12 +449,14 @@ def _check_last_element(ds: Dataset, size: int, where: str) -> None:
     """A header that ends without pixel data is truncated if its last value runs past the end."""
     if not len(ds):
         return
-    last_tag = max(ds._dict)
-    elem = ds._dict[last_tag]
-    length = getattr(elem, "length", None)
-    value_tell = getattr(elem, "value_tell", None)
-    if length is None or value_tell is None or length == 0xFFFFFFFF:
+    stored = elements(ds)
+    tags = element_tags(stored)
+    last = max(range(len(tags)), key=tags.__getitem__)
+    last_tag = tags[last]
+    span = raw_value_span(list(stored.values())[last])
+    if span is None or span[1] == 0xFFFFFFFF:
         return
+    value_tell, length = span
     end = value_tell + length
     if end > size:
         raise TruncatedMemberError(

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from .dicom_json import JsonEncoderCache
+from .attributes import PROMOTED
 from .header import Header, is_plainly_not_dicom, parse_header
 
 __all__ = ["CONTRACT_SCHEMA", "PROMOTED_SCHEMA", "DicomParser"]
@@ -70,6 +71,10 @@ PROMOTED_SCHEMA = pa.schema(
         ("image_type", pa.list_(_S)),
     ]
 )
+
+
+# one list of promoted attributes: the header parse fills them, this schema types them
+assert tuple(PROMOTED_SCHEMA.names) == PROMOTED, "PROMOTED_SCHEMA must follow dicom.attributes.PROMOTED"
 
 
 class DicomParser:
