@@ -45,14 +45,14 @@ $(DELTA_JARS)/.complete: | $(STAMP)
 	  '</dependency></dependencies>' '</project>' > $(DELTA_JARS).tmp/pom.xml
 	@cd $(DELTA_JARS).tmp && mvn -q -B $(MVN_DEPS):list -DincludeScope=runtime \
 	  -DoutputAbsoluteArtifactFilename=true -DoutputFile=dependencies.txt \
-	  || { echo "make delta-jars: could not fetch $(DELTA_COORD) from Maven Central (no network? see Maven's output above)" >&2; exit 1; }
+	  || { rm -rf $(DELTA_JARS).tmp; echo "make delta-jars: could not fetch $(DELTA_COORD) from Maven Central (no network? see Maven's output above)" >&2; exit 1; }
 	@spark_jars=$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
 	  && sed -n 's/^ *[^: ]*:\([^:]*\):.*:\(\/[^ ]*\.jar\).*$$/\1 \2/p' $(DELTA_JARS).tmp/dependencies.txt \
 	  | while read -r artifact jar; do \
 	      ls "$$spark_jars/$$artifact"-[0-9]*.jar >/dev/null 2>&1 || cp "$$jar" $(DELTA_JARS).tmp/ || exit 1; \
 	    done
 	@ls $(DELTA_JARS).tmp/delta-spark_$(DELTA_SPARK)_2.13-$(DELTA_VERSION).jar >/dev/null \
-	  || { echo "make delta-jars: $(DELTA_COORD) was resolved but its jar was not copied" >&2; exit 1; }
+	  || { rm -rf $(DELTA_JARS).tmp; echo "make delta-jars: $(DELTA_COORD) was resolved but its jar was not copied" >&2; exit 1; }
 	@touch $(DELTA_JARS).tmp/.complete && rm -rf $(DELTA_JARS) && mv $(DELTA_JARS).tmp $(DELTA_JARS)
 	@echo "$(DELTA_JARS): $$(ls $(DELTA_JARS) | grep -c '\.jar$$') jars"
 

@@ -9,9 +9,26 @@ from pathlib import Path
 import pytest
 
 
+def delta_jars_missing() -> str | None:
+    """Why the test session runs without Delta Lake (None: the `make delta-jars` cache is there)."""
+    from iac_spark.errors import DeltaJarsNotFoundError
+    from iac_spark.session import delta_jars
+
+    try:
+        delta_jars()
+    except DeltaJarsNotFoundError as exc:
+        return str(exc)
+    return None
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    """The one local SparkSession of the test run (local[2], UI off, 2 shuffle partitions)."""
+    """The one local SparkSession of the test run (local[2], UI off, 2 shuffle partitions).
+
+    Delta-enabled whenever the Delta Lake jars are cached (always after `make test`, which runs
+    `make delta-jars` first): one JVM per process can load jars only at its start, so the whole
+    suite shares this session and the ``delta_spark`` tests run on it.
+    """
     if shutil.which("java") is None:
         pytest.skip("no Java runtime: Spark tests need Java 17")
     import iac_spark
@@ -19,12 +36,23 @@ def spark() -> Iterator[object]:
     # local[2, 2]: two cores, and a failed task is retried once (tests inject failures)
     session = iac_spark.local_session(
         "local[2, 2]",
+        delta=delta_jars_missing() is None,
         app_name="iac_spark-tests",
         shuffle_partitions=2,
         conf={"spark.task.maxFailures": "2", "spark.default.parallelism": "2"},
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def delta_spark(spark: object) -> object:
+    """The test session, skipping the test when it has no Delta Lake (jars not cached)."""
+    import iac_spark.catalog as cat
+
+    if not cat.has_delta(spark):  # type: ignore[arg-type]
+        pytest.skip(f"no Delta-enabled SparkSession: {delta_jars_missing()}")
+    return spark
 
 
 @pytest.fixture(scope="session")

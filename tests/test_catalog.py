@@ -3,9 +3,9 @@
 Two Spark builds (module fixture ``stage``) cover the end-to-end path: a first build, then
 a second over the same folder after adding a zip (with one instance already catalogued),
 a bare text file, and rewriting one zip with one member changed; then a rerun that must
-start no Spark job. Everything else builds real packs *without* Spark (``local_build``:
-the scanner, planner, task and merge functions that ``build_packs`` runs on Spark) and
-commits them directly.
+start no Spark job. Everything else builds real packs with the same build core on the local
+executor (``local_build``: :func:`iac_spark.packing.run_build`, no JVM) and commits them
+directly.
 """
 
 from __future__ import annotations
@@ -35,15 +35,11 @@ import iac_spark.catalog as cat
 from iac_spark.catalog.rows import catalog_rows
 from iac_spark.catalog.schema import SCHEMAS, TIMESTAMP
 from iac_spark.catalog.store import DeltaRsStore
+from iac_spark.catalog.views import VIEWS
 from iac_spark.errors import CatalogError, VerifyError
+from iac_spark.inputs import Source, discover, survey
+from iac_spark.packing import BuildResult, LocalExecutor, new_run_id, run_build
 from iac_spark.testing.corpus import CorpusSpec, generate_corpus
-from iac_spark.inputs.discover import InputFile, discover
-from iac_spark.inputs.scan import COLUMNS, ScanUnit, scan_unit
-from iac_spark.packing.build import BuildResult, new_run_id
-from iac_spark.packing.layout import staging_dir
-from iac_spark.packing.merge import merge_segments
-from iac_spark.packing.plan import PLAN_COLUMNS, plan_build
-from iac_spark.packing.task import run_task, write_task_spec
 
 from .helpers import write_zip
 
@@ -53,32 +49,15 @@ from .helpers import write_zip
 
 
 def local_build(
-    paths: list[str], out: str, *, dataset: str = "t", known: dict[str, set[int]] | None = None
-) -> tuple[BuildResult, list[InputFile]]:
-    """``build_packs`` without Spark: scan, plan, run the tasks in-process, merge. Real packs."""
-    out = os.path.abspath(out)
-    files = discover(paths)
-    rows = []
-    for f in files:
-        for values in scan_unit(ScanUnit(f.path, f.kind)):
-            r = dict(zip(COLUMNS, values, strict=True))
-            rows.append({c: r[c] for c in PLAN_COLUMNS})
-    plan = plan_build(rows, num_tasks=2, known=known)
-    run_id = new_run_id()
-    staging = staging_dir(out, run_id)
-    results = [
-        run_task(write_task_spec(staging, i, recs), staging, task_id=i, attempt_id=0)
-        for i, recs in enumerate(plan.tasks)
-    ]
-    packs = merge_segments([s for r in results for s in r.segments], out, dataset, run_id)
-    shutil.rmtree(os.path.dirname(staging), ignore_errors=True)
-    result = BuildResult(
-        run_id=run_id, out=out, dataset=dataset, packs=packs,
-        errors=plan.errors + [e for r in results for e in r.errors], duplicates=plan.duplicates,
-        conflicts=plan.conflicts, scanned=len(rows), raw_bytes=sum(r.raw_bytes for r in results),
-        seconds=0.1, scan_rows=rows,
+    paths: list[str], out: str, *, dataset: str = "t", known: pa.Table | None = None
+) -> tuple[BuildResult, list[Source]]:
+    """The real build core on the local executor; the scan files stay for the commit."""
+    sources = survey(discover(paths))
+    result = run_build(
+        sources, out, executor=LocalExecutor(2), dataset=dataset, known=known,
+        scan_options={"promoted": True}, keep_staging=True,
     )  # fmt: skip
-    return result, files
+    return result, sources
 
 
 def zip_member_count(path: str) -> int:
@@ -236,7 +215,16 @@ CONTRACT = {
               "num_series", "data_bytes", "file_bytes", "run_id", "created_at"],
     "records": ["pack_id", "row", "sop_instance_uid", "series_instance_uid", "study_instance_uid",
                 "patient_id", "modality", "instance_number", "offset", "length", "crc32", "raw_length",
-                "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run"],
+                "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run",
+                "study_date", "series_number", "study_description", "series_description",
+                "body_part_examined", "patient_sex", "patient_age", "manufacturer",
+                "manufacturer_model_name", "slice_thickness", "spacing_between_slices", "pixel_spacing",
+                "image_position_patient", "image_orientation_patient", "rows", "columns",
+                "number_of_frames", "bits_allocated", "photometric_interpretation",
+                "transfer_syntax_uid", "sop_class_uid", "image_type", "meta"],
+    "documents": ["pack_id", "row", "patient_id", "institution", "doc_id", "doc_type", "encounter",
+                  "doc_timestamp", "n_chars", "encoding", "source_path", "source_member", "raw_crc32",
+                  "run_id", "retired", "retired_by_run"],
     "sources": ["source_path", "size", "mtime", "fingerprint", "run_id", "status", "members", "packed",
                 "duplicates", "errors", "skipped", "superseded", "superseded_by_run"],
     "errors": ["run_id", "source_path", "source_member", "stage", "error", "at"],
@@ -255,8 +243,10 @@ def test_schema_contract(stage: Stage) -> None:
         assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
         # no table features at all: no deletion vectors, nothing DuckDB/Polars could not read
         assert not protocol.reader_features and not protocol.writer_features
+        plain = (pa.string(), pa.int64(), pa.int32(), pa.bool_(), pa.float64(), pa.date32(), TIMESTAMP,
+                 pa.list_(pa.float64()), pa.list_(pa.string()))  # fmt: skip
         for f in schema:
-            assert f.type in (pa.string(), pa.int64(), pa.int32(), pa.bool_(), TIMESTAMP), (name, f)
+            assert f.type in plain, (name, f)
     c = cat.open(stage.out)
     for name in CONTRACT:
         assert c.table(name).schema.equals(SCHEMAS[name])
@@ -292,7 +282,7 @@ def test_incremental_processes_only_new_and_changed(stage: Stage) -> None:
     r2 = stage.r2
     assert (r2.new_sources, r2.changed_sources, r2.unchanged_sources) == (2, 1, 2)
     assert r2.build_result is not None
-    scanned = {row["path"] for row in r2.build_result.scan_rows}
+    scanned = {p for p, t in r2.build_result.sources.items() if t.members - t.skipped}
     assert scanned == {stage.new_zip, stage.changed_zip}  # notes.txt is skipped by the scan
     c = cat.open(stage.out)
     run2_sources = {s["source_path"] for s in c.sources().to_pylist() if s["run_id"] == r2.run_id}
@@ -377,7 +367,7 @@ def test_as_of_version_and_time(stage: Stage) -> None:
 
 def test_register_views_in_spark(stage: Stage, spark: Any) -> None:
     frames = cat.register_views(spark, stage.out, prefix="iac_")
-    assert set(frames) == set(CONTRACT)
+    assert set(frames) == set(VIEWS) == {*CONTRACT, "series", "studies"}
     got = {
         r["modality"]: r["n"]
         for r in spark.sql(
@@ -528,11 +518,11 @@ def test_concurrent_commits_from_processes_with_a_retirement(
     first, files = local_build([str(x)], out)
     cat.commit_build(out, first, files)
     rewrite_with_changed_member(x)
-    plan = cat.plan_sources(out, discover([str(x), str(y)]))
+    plan = cat.plan_sources(out, survey(discover([str(x), str(y)])))
     assert [f.path for f in plan.changed] == [str(x)] and [f.path for f in plan.new] == [str(y)]
-    again = local_build([str(x)], out, known=cat.known_uids(out, exclude_paths=plan.retire_paths))
-    other = local_build([str(y)], out, known=cat.known_uids(out))
-    assert again[0].num_records == first.num_records and not again[0].duplicates
+    again = local_build([str(x)], out, known=cat.known_items(out, exclude_paths=plan.retire_paths))
+    other = local_build([str(y)], out, known=cat.known_items(out))
+    assert again[0].num_records == first.num_records and not again[0].duplicates.num_rows
     go = str(tmp_path / "go")
     procs = []
     for i, (payload, retire) in enumerate(((again, [str(x)]), (other, []))):
@@ -567,7 +557,7 @@ def test_same_source_ingested_by_racing_builds_keeps_one_live_copy(
     local_zips: list[Path], tmp_path: Path
 ) -> None:
     out = str(tmp_path / "out")
-    files = discover([str(local_zips[1])])
+    files = survey(discover([str(local_zips[1])]))
     plan = cat.plan_sources(out, files)  # both builds plan before either commits
     assert plan.new == files and plan.catalog_version is None
     winner, _ = local_build([str(local_zips[1])], out)
@@ -595,7 +585,7 @@ def test_half_written_build_is_invisible_and_commit_is_retryable(
     assert c.records().num_rows == 0 and c.sources().num_rows == 0 and c.version == 0
     assert cat.sql(out, "SELECT count(*) AS n FROM records").to_pylist()[0]["n"] == 0
     assert DeltaTable(store.location("records")).to_pyarrow_table().num_rows == result.num_records
-    assert cat.plan_sources(out, files).new == files  # an uncommitted source is still new
+    assert [s.path for s in cat.plan_sources(out, files).new] == [s.path for s in files]
     # committing the same run again replaces the leftovers instead of duplicating them
     committed = cat.commit_build(out, result, files)
     assert committed.version == 1
@@ -643,51 +633,157 @@ def test_odd_inputs_conflicts_and_failed_sources(
     assert sources[str(data / "broken.zip")]["status"] == "failed"
     a, b = sources[str(data / "a.zip")], sources[str(data / "b.zip")]
     assert a["errors"] == 1 and a["skipped"] == 1
-    assert b["skipped"] == 1  # notes.txt; README.md inside the nested zip is not counted
+    assert b["skipped"] == 2  # notes.txt, and README.md inside the nested zip
     for path, (accounted, members, expected) in accounting(c).items():
-        if path.endswith("b.zip"):
-            expected -= 1  # the nested-zip approximation: README.md inside inner.zip
         if path.endswith("broken.zip"):
             expected = 1  # one error row for the unreadable archive
         assert accounted == members == expected, path
     # a failed source is not retried unless asked (or until the file changes)
-    plan = cat.plan_sources(out, discover([str(data)]))
+    plan = cat.plan_sources(out, survey(discover([str(data)])))
     assert not plan.new and not plan.changed
-    retry = cat.plan_sources(out, discover([str(data)]), retry_failed=True)
+    retry = cat.plan_sources(out, survey(discover([str(data)])), retry_failed=True)
     assert [f.path for f in retry.changed] == [str(data / "broken.zip")]
     assert cat.verify(out, decode=True).ok
 
 
-def test_spark_engine_is_refused_without_delta(
-    spark: Any, local_zips: list[Path], tmp_path: Path
-) -> None:
-    if cat.has_delta(spark):
-        pytest.skip("this session has Delta: the refusal path does not apply")
+_NO_DELTA_SCRIPT = """
+import sys
+import iac_spark, iac_spark.catalog as cat
+from iac_spark.errors import CatalogError, DeltaJarsNotFoundError
+out = sys.argv[1]
+spark = iac_spark.local_session("local[1]", app_name="iac_spark-no-delta")
+assert not cat.has_delta(spark)
+refusals = [
+    lambda: cat.catalog_store(out, spark=spark, engine="spark"),
+    lambda: cat.catalog_store(out, spark=spark, catalog_name="main.imaging.iac"),
+    lambda: cat.register_views(spark, out, engine="spark"),
+    lambda: cat.register_views(spark, out, catalog_name="main.imaging.iac"),
+]
+for i, refused in enumerate(refusals):
+    try:
+        refused()
+    except CatalogError as exc:
+        assert "Delta-enabled SparkSession" in str(exc), exc
+    else:
+        raise AssertionError(f"refusal {i} did not raise")
+try:
+    iac_spark.local_session(delta=True)  # too late: this JVM started without the jars
+except DeltaJarsNotFoundError as exc:
+    assert "already runs" in str(exc), exc
+else:
+    raise AssertionError("local_session(delta=True) reused a session without Delta")
+frames = cat.register_views(spark, out)  # auto: the arrow engine, no jars needed
+print(frames["runs"].count())
+spark.stop()
+"""
+
+
+def test_spark_engine_is_refused_without_delta(local_zips: list[Path], tmp_path: Path) -> None:
+    # the suite's session has Delta whenever the jars are cached, and a JVM cannot drop them:
+    # the refusals run here without a session (the store is chosen before any Spark call) and
+    # on a real session without Delta in a subprocess
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime: Spark tests need Java 17")
     out = str(tmp_path / "out")
     result, files = local_build([str(local_zips[0])], out)
     with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
-        cat.commit_build(out, result, files, engine="spark", spark=spark)
+        cat.commit_build(out, result, files, engine="spark")
     with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
-        cat.commit_build(out, result, files, catalog_name="main.imaging.iac", spark=spark)
+        cat.commit_build(out, result, files, catalog_name="main.imaging.iac")
     assert not DeltaRsStore(out).exists()  # nothing was written
     cat.commit_build(out, result, files)
-    with pytest.raises(CatalogError, match="Delta-enabled SparkSession"):
-        cat.register_views(spark, out, engine="delta")
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DELTA_SCRIPT, out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "1"
 
 
-def test_delta_spark_path(spark: Any, local_zips: list[Path], tmp_path: Path) -> None:
-    if not cat.has_delta(spark):
-        pytest.skip(
-            "Delta Lake jars are not available in this environment (no Maven access); the delta-spark "
-            "path runs where a Delta-enabled SparkSession exists"
-        )
+def _sorted(table: pa.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=repr)
+
+
+def _rows(df: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r) for r in df.collect()), key=repr)
+
+
+@pytest.mark.delta_spark
+def test_delta_spark_path(delta_spark: Any, local_zips: list[Path], tmp_path: Path) -> None:
+    # the catalog written by Spark Delta end to end: a first build, then a changed source
+    # (its old records retired by an UPDATE) and a new one; delta-rs reads the result
+    spark = delta_spark
+    data = tmp_path / "data"
+    data.mkdir()
+    x, y = data / "x.zip", data / "y.zip"
+    shutil.copy(local_zips[0], x)
+    shutil.copy(local_zips[1], y)
     out = str(tmp_path / "out")
-    first, files = local_build([str(local_zips[0])], out)
-    cat.commit_build(out, first, files, engine="spark", spark=spark)
-    other, other_files = local_build([str(local_zips[1])], out)
-    cat.commit_build(out, other, other_files, engine="spark", spark=spark)
-    c = _check_consistent(out, 2)  # delta-rs reads what Spark Delta wrote
-    assert c.records().num_rows == first.num_records + other.num_records
-    frames = cat.register_views(spark, out, engine="delta", prefix="d_")
+    store = cat.SparkDeltaStore(spark, out)
+    first, files = local_build([str(x)], out)
+    c1 = cat.commit_build(out, first, files, engine="spark", spark=spark)
+    between = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    rewrite_with_changed_member(x)
+    plan = cat.plan_sources(out, survey(discover([str(x), str(y)])), store=store)
+    assert [f.path for f in plan.changed] == [str(x)] and [f.path for f in plan.new] == [str(y)]
+    known = cat.known_items(out, exclude_paths=plan.retire_paths, store=store)
+    again, again_files = local_build([str(x), str(y)], out, known=known)
+    c2 = cat.commit_build(
+        out, again, again_files, retire_paths=plan.retire_paths,
+        planned_version=plan.catalog_version, engine="spark", spark=spark,
+    )  # fmt: skip
+    assert c2.retired_records == first.num_records and c2.superseded_sources == 1
+    c = _check_consistent(out, 2)  # delta-rs reads what Spark Delta wrote, retirements included
+    assert c.records().num_rows == first.num_records + again.num_records
+    retired = c.records().filter(c.records().column("retired"))
+    assert retired.num_rows == first.num_records
+    assert set(retired.column("retired_by_run").to_pylist()) == {again.run_id}
+    now = cat.open(out, store=store)  # the same committed view through Spark Delta
+    assert now.version == c.version == c2.version and now.committed_runs == c.committed_runs
+    for name in CONTRACT:
+        assert _sorted(now.table(name)) == _sorted(c.table(name)), name
+    # time travel through Spark Delta, by version and by time: before the retirement
+    for as_of in (c1.version, between):
+        old = cat.open(out, as_of=as_of, store=store)
+        assert old.committed_runs == {first.run_id}, as_of
+        assert old.records().num_rows == first.num_records
+        assert not any(old.records().column("retired").to_pylist())
+    frames = cat.register_views(spark, out, engine="spark", prefix="d_")
     assert frames["records"].count() == c.records().num_rows
     assert spark.sql("SELECT count(*) FROM d_runs").collect()[0][0] == 2
+
+
+@pytest.mark.delta_spark
+def test_delta_spark_reads_what_delta_rs_wrote(
+    delta_spark: Any, local_zips: list[Path], tmp_path: Path
+) -> None:
+    spark = delta_spark
+    data = tmp_path / "data"
+    data.mkdir()
+    x = data / "x.zip"
+    shutil.copy(local_zips[2], x)
+    out = str(tmp_path / "out")
+    first, files = local_build([str(x)], out)
+    cat.commit_build(out, first, files)
+    rewrite_with_changed_member(x)
+    plan = cat.plan_sources(out, survey(discover([str(x)])))
+    again, files = local_build([str(x)], out)
+    cat.commit_build(out, again, files, retire_paths=plan.retire_paths)  # a retirement (UPDATE)
+    records = os.path.join(out, "_catalog", "records")
+    assert (
+        spark.read.format("delta").load(records).count()
+        == DeltaTable(records).to_pyarrow_table().num_rows
+    )
+    # auto picks Spark Delta on this session: lazy scans of the tables, same rows as delta-rs
+    by_spark = cat.register_views(spark, out, prefix="auto_")
+    by_delta_rs = cat.register_views(spark, out, engine="delta-rs", prefix="rs_")
+    assert by_spark["records"].inputFiles() and not by_delta_rs["records"].inputFiles()
+    for name in by_delta_rs:
+        assert by_spark[name].columns == by_delta_rs[name].columns, name
+        assert _rows(by_spark[name]) == _rows(by_delta_rs[name]), name
+    retired = spark.sql("SELECT count(*) FROM auto_records WHERE retired").collect()[0][0]
+    assert retired == first.num_records

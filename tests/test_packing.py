@@ -23,7 +23,7 @@ from iac_spark.packing.layout import DICOM_P10, RecordCodec
 from iac_spark.packing.merge import merge_segments
 from iac_spark.packing.plan import DICOM_PLAN, TaskPlan, plan_build, read_task
 from iac_spark.packing.shard import ShardWriter
-from iac_spark.packing.task import PackTaskSpec, run_pack_task
+from iac_spark.packing.task import PackTaskSpec, dicom_members, run_pack_task
 
 from . import executors
 from .executors import FailingExecutor
@@ -173,7 +173,7 @@ def test_task_reports_unreadable_members(tmp_path: Path, testdata_dir: Path) -> 
     task_file = tmp_path / "task.arrow"
     with pa.OSFile(str(task_file), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as wr:
         wr.write_table(rows)
-    spec = PackTaskSpec(TaskPlan(0, str(task_file), 3, 0), str(tmp_path), "dicom_p10", ZSTD)
+    spec = PackTaskSpec(TaskPlan(0, str(task_file), 3, 0), str(tmp_path), "dicom_p10", ZSTD, dicom_members)
     result = run_pack_task(spec, Attempt(0, 5))
     assert result.packed == {z: 1}
     assert [i.source_member for i in result.issues] == ["gone.dcm", "ok.dcm"]

@@ -220,11 +220,19 @@ class SparkDeltaStore:
     def read(
         self, name: TableName, *, columns: Sequence[str] | None = None, as_of: AsOf = None
     ) -> pa.Table:
-        version = None if as_of is None else self.version(name, as_of)
-        df = self._reader(name, version)
-        if columns is not None:
-            df = df.select(*columns)
-        table = df.toArrow()
+        # a version number is read as is: checking it first costs a DESCRIBE HISTORY, about as
+        # much as the read itself (Snapshot.load reads by version); only when Delta refuses it
+        # is it resolved, for a CatalogError that names the versions there are
+        version = as_of if as_of is None or isinstance(as_of, int) else self.version(name, as_of)
+        try:
+            df = self._reader(name, version)
+            if columns is not None:
+                df = df.select(*columns)
+            table = df.toArrow()
+        except Exception:
+            if isinstance(as_of, int):
+                self.version(name, as_of)  # raises CatalogError for a version the table lacks
+            raise
         if columns is None:
             return conform(name, table)
         schema = SCHEMAS[name]
