@@ -108,3 +108,20 @@ def test_verify_catches_a_flipped_byte_in_a_patient_pack(corpus, tmp_path: Path)
     path.write_bytes(bytes(raw))
     report = cat.verify(out)
     assert not report.ok and all(pack["path"] in p for p in report.problems)
+
+
+@pytest.mark.spark
+def test_spark_executor_builds_the_same_patient_packs(spark, corpus, tmp_path: Path) -> None:
+    outs = {e: str(tmp_path / e) for e in ("local", "spark")}
+    for e, out in outs.items():
+        cat.build(spark if e == "spark" else None, [str(corpus.root)], out, executor=e,
+                  layout="dicom_patient")  # fmt: skip
+
+    def records(out: str) -> list[tuple]:
+        return sorted(
+            (r["sop_instance_uid"], r["raw_crc32"], r["length"] > 0)
+            for r in cat.open(out).records().to_pylist()
+        )
+
+    assert records(outs["local"]) == records(outs["spark"])
+    assert _check_pixels(outs["spark"]) == corpus.dicom_members
