@@ -211,7 +211,8 @@ class CatalogStore(Protocol):
         ...
 
     def ensure(self) -> None:
-        """Create the missing tables (empty, contract schema); safe to race."""
+        """Create the missing tables (empty, contract schema) and add the contract columns an
+        older catalog lacks (as nulls); safe to race."""
         ...
 
     def version(self, name: TableName, as_of: AsOf = None) -> int:
@@ -229,6 +230,8 @@ class CatalogStore(Protocol):
 
         ``data`` is a table, or a zero-argument callable returning a ``RecordBatchReader`` of
         the table's schema (called again if the commit is retried), so large appends stream.
+        An engine may return -1 for tables other than ``runs`` (only its versions are catalog
+        versions) when finding the version costs extra work.
         """
         ...
 
@@ -305,6 +308,30 @@ class DeltaRsStore:
                 )  # fmt: skip
 
             retrying(f"create {path}", create, policy=self.retry, retry_on=(DeltaError,))
+            self._add_missing_columns(name)
+
+    def _add_missing_columns(self, name: TableName) -> None:
+        """Columns added to the contract since this table was created (a catalog made by an older
+        version): added as nullable columns, so every reader sees the contract schema."""
+        from deltalake.schema import Schema as DeltaSchema
+
+        dt = self.delta_table(name)
+        have = {f.name for f in dt.schema().fields}
+        missing = [f for f in SCHEMAS[name] if f.name not in have]
+        if not missing:
+            return
+        fields = DeltaSchema.from_arrow(pa.schema(missing)).fields
+        props = CommitProperties(custom_metadata={"iac_table": name, "iac_upgrade": "add_columns"})
+
+        def add() -> None:
+            fresh = self.delta_table(name)
+            now = {f.name for f in fresh.schema().fields}
+            todo = [f for f in fields if f.name not in now]
+            if todo:
+                fresh.alter.add_columns(list(todo), commit_properties=props)
+
+        retrying(f"add columns to {self.location(name)}", add, policy=self.retry,
+                 retry_on=(DeltaError,))  # fmt: skip
 
     def version(self, name: TableName, as_of: AsOf = None) -> int:
         return int(self.delta_table(name, as_of).version())

@@ -33,6 +33,7 @@ __all__ = [
     "FAILED",
     "POSITION_GAP_FACTOR",
     "RETIRE_COLUMNS",
+    "SLICE_ELEMENTS",
     "SLICE_NORMAL",
     "SLICE_POSITION",
     "SPARK_FUNCTIONS",
@@ -90,30 +91,31 @@ def view_sql(name: TableName, d: Dialect) -> str:
     return sql
 
 
-#: The slice position of a record along its slice normal (mm): the normal is the cross product
-#: of the row and column direction cosines of ImageOrientationPatient, normalised; without a
-#: usable orientation (missing, or a degenerate normal) the position is ImagePositionPatient's z.
-#: Null without a 3-value ImagePositionPatient. Used by ``series`` and by
-#: :meth:`iac_spark.data.RecordDataset.series` (through the same definition).
+#: The slice position of a record along its slice normal (mm), in three select stages over
+#: ``records`` columns: :data:`SLICE_ELEMENTS` (the ImagePositionPatient and
+#: ImageOrientationPatient values), :data:`SLICE_NORMAL` (the normal: row cosines × column
+#: cosines, unnormalised) and :data:`SLICE_POSITION` (the position projected on the normalised
+#: normal; ImagePositionPatient's z without a usable orientation, i.e. a missing one or a
+#: degenerate normal; null without a 3-value ImagePositionPatient). Staged so that each array
+#: element is read once: engines do not share subexpressions inside ``CASE`` branches. Used by
+#: ``series`` and by :meth:`iac_spark.data.RecordDataset.series`.
+SLICE_ELEMENTS = ", ".join(
+    [
+        "cardinality(image_position_patient) AS ipp_n",
+        "cardinality(image_orientation_patient) AS iop_n",
+        *(f"array_element(image_position_patient, {i}) AS p{i}" for i in (1, 2, 3)),
+        *(f"array_element(image_orientation_patient, {i}) AS o{i}" for i in range(1, 7)),
+    ]
+)
+#: Select-list items n1, n2, n3 over :data:`SLICE_ELEMENTS`.
+SLICE_NORMAL = "o2 * o6 - o3 * o5 AS n1, o3 * o4 - o1 * o6 AS n2, o1 * o5 - o2 * o4 AS n3"
+#: The slice position over :data:`SLICE_ELEMENTS` and :data:`SLICE_NORMAL`.
 SLICE_POSITION = """
-CASE WHEN cardinality(image_position_patient) <> 3 THEN NULL
-     WHEN cardinality(image_orientation_patient) = 6 AND
-          n1 * n1 + n2 * n2 + n3 * n3 > 0.5
-     THEN (array_element(image_position_patient, 1) * n1
-           + array_element(image_position_patient, 2) * n2
-           + array_element(image_position_patient, 3) * n3) / sqrt(n1 * n1 + n2 * n2 + n3 * n3)
-     ELSE array_element(image_position_patient, 3)
+CASE WHEN ipp_n <> 3 THEN NULL
+     WHEN iop_n = 6 AND n1 * n1 + n2 * n2 + n3 * n3 > 0.5
+     THEN (p1 * n1 + p2 * n2 + p3 * n3) / sqrt(n1 * n1 + n2 * n2 + n3 * n3)
+     ELSE p3
 END"""
-
-#: Select-list items n1, n2, n3: the slice normal (row cosines × column cosines, unnormalised)
-#: that :data:`SLICE_POSITION` reads.
-SLICE_NORMAL = """
-array_element(image_orientation_patient, 2) * array_element(image_orientation_patient, 6)
-  - array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 5) AS n1,
-array_element(image_orientation_patient, 3) * array_element(image_orientation_patient, 4)
-  - array_element(image_orientation_patient, 1) * array_element(image_orientation_patient, 6) AS n2,
-array_element(image_orientation_patient, 1) * array_element(image_orientation_patient, 5)
-  - array_element(image_orientation_patient, 2) * array_element(image_orientation_patient, 4) AS n3"""
 
 #: A series has a position gap when its largest step between distinct slice positions exceeds
 #: this many median steps (plus 1 µm for rounding): a missing slice doubles one step.
@@ -130,33 +132,37 @@ POSITION_GAP_FACTOR = 1.5
 #: between the first and the last slice; ``has_instance_gap``: the InstanceNumbers from min to
 #: max are not all there; ``has_position_gap``: one step is more than
 #: :data:`POSITION_GAP_FACTOR` median steps (each null when the series has no instance numbers /
-#: no positions). ``studies``: one row per study, ``modalities`` sorted.
+#: no positions). ``studies``: one row per study, ``modalities`` sorted. (No ``WHERE`` on the
+#: computed position: DataFusion pushes such a filter into the scan and evaluates the position
+#: twice, 5x slower; the nulls sort last and add no step instead. The positions are computed
+#: once, in ``placed``: engines do not materialise a CTE used twice.)
 DERIVED_VIEWS: dict[str, str] = {
     "series": f"""
 WITH live AS (
   SELECT series_instance_uid, study_instance_uid, patient_id, modality, series_description,
          body_part_examined, rows, columns, slice_thickness, instance_number, raw_length, pack_id,
-         image_position_patient, image_orientation_patient, {SLICE_NORMAL}
+         {SLICE_ELEMENTS}
   FROM {{records}}
   WHERE NOT retired AND series_instance_uid IS NOT NULL
 ),
-placed AS (
-  SELECT series_instance_uid, study_instance_uid, patient_id, modality, series_description,
-         body_part_examined, rows, columns, slice_thickness, instance_number, raw_length, pack_id,
-         {SLICE_POSITION} AS slice_position
-  FROM live
-),
+normals AS (SELECT *, {SLICE_NORMAL} FROM live),
+placed AS (SELECT series_instance_uid, {SLICE_POSITION} AS slice_position FROM normals),
 positions AS (
-  SELECT DISTINCT series_instance_uid AS uid, round(slice_position, 3) AS slice_position
-  FROM placed WHERE slice_position IS NOT NULL
+  SELECT series_instance_uid AS uid, round(slice_position, 3) AS slice_position,
+         min(slice_position) AS lo, max(slice_position) AS hi
+  FROM placed
+  GROUP BY series_instance_uid, round(slice_position, 3)
 ),
 steps AS (
-  SELECT uid, lead(slice_position) OVER (PARTITION BY uid ORDER BY slice_position)
-              - slice_position AS step
+  SELECT uid, slice_position, lo, hi,
+         lead(slice_position) OVER (PARTITION BY uid ORDER BY slice_position NULLS LAST)
+           - slice_position AS step
   FROM positions
 ),
 step_stats AS (
-  SELECT uid, median(step) AS slice_step, max(step) AS max_step FROM steps GROUP BY uid
+  SELECT uid, median(step) AS slice_step, max(step) AS max_step, max(hi) - min(lo) AS z_extent,
+         count(slice_position) AS positioned
+  FROM steps GROUP BY uid
 ),
 per_series AS (
   SELECT series_instance_uid,
@@ -168,26 +174,25 @@ per_series AS (
          count(*) AS num_instances,
          min(rows) AS rows_, min(columns) AS columns_,
          min(slice_thickness) AS slice_thickness,
-         max(slice_position) - min(slice_position) AS z_extent,
          count(DISTINCT instance_number) AS instance_numbers,
          CAST(max(instance_number) AS BIGINT) - CAST(min(instance_number) AS BIGINT) + 1
            AS instance_span,
          sum(raw_length) AS raw_bytes,
          array_sort(array_agg(DISTINCT pack_id)) AS pack_ids
-  FROM placed
+  FROM live
   GROUP BY series_instance_uid
 )
 SELECT a.series_instance_uid, a.study_instance_uid, a.patient_id, a.modality,
        a.series_description, a.body_part_examined, a.num_instances,
        a.rows_ AS rows, a.columns_ AS columns, a.slice_thickness,
-       s.slice_step, a.z_extent,
+       s.slice_step, s.z_extent,
        CASE WHEN a.instance_numbers = 0 THEN NULL
             ELSE a.instance_span > a.instance_numbers END AS has_instance_gap,
-       CASE WHEN s.uid IS NULL THEN NULL
+       CASE WHEN s.positioned = 0 THEN NULL
             WHEN s.max_step IS NULL THEN false
             ELSE s.max_step > {POSITION_GAP_FACTOR} * s.slice_step + 0.001 END AS has_position_gap,
        a.raw_bytes, a.pack_ids
-FROM per_series a LEFT JOIN step_stats s ON a.series_instance_uid = s.uid
+FROM per_series a JOIN step_stats s ON a.series_instance_uid = s.uid
 """,
     "studies": """
 SELECT study_instance_uid,

@@ -1,0 +1,98 @@
+"""Pack layouts a training read understands, by ``packs.payload_type``.
+
+Every layout answers the same three questions about one row of one pack: the instance's
+original Part-10 bytes, its pydicom dataset, and its pixels (as pydicom's ``pixel_array``
+gives them). :data:`LAYOUTS` maps a ``payload_type`` to the class that opens such a pack;
+a new layout (e.g. ``dicom_patient``, read through iatro's ``DicomPatientReader``, whose
+``read_pixel_array`` skips the P10 round trip) is one more class and one more entry.
+
+* ``dicom_p10``: one record = one instance's original file bytes, zstd-compressed
+  (``VariableRecordPack.read`` returns them byte-exact); datasets and pixels are decoded from
+  those bytes (:mod:`iac_spark.data.decode`).
+
+Readers are opened lazily, once per process, by whoever holds them
+(:class:`~iac_spark.data.dataset.RecordDataset`); the pack file is memory-mapped by the
+native reader.
+
+Example:
+    >>> sorted(LAYOUTS)
+    ['dicom_p10']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .decode import Where, to_dataset, to_pixels
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pydicom.dataset import Dataset
+
+__all__ = ["LAYOUTS", "DicomP10Pack", "PackLayout"]
+
+# iatro's batch decode runs on a native thread pool that a forked child does not get back:
+# ``read_many`` with the default workers hangs in the child of a process that used it. After a
+# fork (DataLoader workers, ``iter_batches(mp_context="fork")``) decode serially instead; the
+# processes are the parallelism there.
+_forked = False
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+
+class PackLayout(Protocol):
+    """One open pack of some layout; rows are the pack's record rows."""
+
+    def read_bytes(self, rows: Sequence[int]) -> list[bytes]:
+        """The original P10 bytes of each row, in order."""
+        ...
+
+    def read_datasets(self, rows: Sequence[int], where: Sequence[Where]) -> list[Dataset]:
+        """The pydicom dataset of each row (``where[i]`` names row ``i`` in errors)."""
+        ...
+
+    def read_pixels(self, rows: Sequence[int], where: Sequence[Where]) -> list[np.ndarray]:
+        """Each row's pixels as pydicom's ``pixel_array`` gives them."""
+        ...
+
+    def close(self) -> None:
+        """Release the file (the object is not used afterwards)."""
+        ...
+
+
+class DicomP10Pack:
+    """A ``dicom_p10`` pack: records are the instances' original files (zstd)."""
+
+    payload_type = "dicom_p10"
+
+    def __init__(self, path: str) -> None:
+        from iatro.iac import VariableRecordPack
+
+        self.path = path
+        self._pack = VariableRecordPack(path)
+
+    def read_bytes(self, rows: Sequence[int]) -> list[bytes]:
+        if len(rows) == 1:
+            return [self._pack.read(rows[0])]
+        return list(self._pack.read_many(rows, workers=1 if _forked else None))
+
+    def read_datasets(self, rows: Sequence[int], where: Sequence[Where]) -> list[Dataset]:
+        return [to_dataset(b, w) for b, w in zip(self.read_bytes(rows), where, strict=True)]
+
+    def read_pixels(self, rows: Sequence[int], where: Sequence[Where]) -> list[np.ndarray]:
+        return [to_pixels(b, w) for b, w in zip(self.read_bytes(rows), where, strict=True)]
+
+    def close(self) -> None:
+        self._pack.close()
+
+
+#: ``payload_type`` → the class that opens a pack of that layout.
+LAYOUTS: dict[str, Callable[[str], PackLayout]] = {DicomP10Pack.payload_type: DicomP10Pack}
