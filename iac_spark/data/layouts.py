@@ -26,12 +26,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .decode import Where, to_dataset, to_pixels
+from .errors import SampleDecodeError
 
 if TYPE_CHECKING:
     import numpy as np
     from pydicom.dataset import Dataset
 
-__all__ = ["LAYOUTS", "DicomP10Pack", "PackLayout"]
+__all__ = ["LAYOUTS", "DicomP10Pack", "DicomPatientPack", "PackLayout"]
 
 # iatro's batch decode runs on a native thread pool that a forked child does not get back:
 # ``read_many`` with the default workers hangs in the child of a process that used it. After a
@@ -94,5 +95,45 @@ class DicomP10Pack:
         self._pack.close()
 
 
+class DicomPatientPack:
+    """A ``dicom_patient`` pack (``iatro.iac.adapters.dicom``): pixels are lossless JPEG XL,
+    read by ``DicomPatientReader.read_pixel_array`` without a DICOM round trip; ``bytes`` and
+    ``dataset`` are the DICOM file the reader rebuilds (``read_dicom``: same UIDs and pixels, the
+    JPEG XL Lossless transfer syntax), not the original file bytes."""
+
+    payload_type = "dicom_patient"
+
+    def __init__(self, path: str) -> None:
+        from iatro.iac.adapters.dicom import DicomPatientReader
+
+        self.path = path
+        self._reader = DicomPatientReader(path)
+
+    def read_bytes(self, rows: Sequence[int]) -> list[bytes]:
+        return [bytes(self._reader.read_dicom(r, verify=True)) for r in rows]
+
+    def read_datasets(self, rows: Sequence[int], where: Sequence[Where]) -> list[Dataset]:
+        return [to_dataset(b, w) for b, w in zip(self.read_bytes(rows), where, strict=True)]
+
+    def read_pixels(self, rows: Sequence[int], where: Sequence[Where]) -> list[np.ndarray]:
+        out = []
+        for r, w in zip(rows, where, strict=True):
+            try:
+                out.append(self._reader.read_pixel_array(r, verify=True))
+            except Exception as exc:
+                raise SampleDecodeError(
+                    f"{w.describe()}: cannot read the pixels of this dicom_patient record: "
+                    f"{type(exc).__name__}: {exc}",
+                    pack_id=w.pack_id, row=w.row, sop_instance_uid=w.sop_instance_uid,
+                ) from exc  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 #: ``payload_type`` → the class that opens a pack of that layout.
-LAYOUTS: dict[str, Callable[[str], PackLayout]] = {DicomP10Pack.payload_type: DicomP10Pack}
+LAYOUTS: dict[str, Callable[[str], PackLayout]] = {
+    DicomP10Pack.payload_type: DicomP10Pack,
+    DicomPatientPack.payload_type: DicomPatientPack,
+}
