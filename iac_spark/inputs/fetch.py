@@ -1,9 +1,11 @@
 """Read one member's full bytes by (path, member), as the pack tasks do.
 
-Members are named exactly as the ``zipdcm`` source names them (decoded names,
-``#n`` suffixes for repeated names, ``!`` for nested zips). Open archives and
-their name maps are cached, a few at a time, since a task reads its members
-archive by archive. Bytes are checked against the expected size and CRC-32.
+Members are named exactly as the ``zipdcm`` scan names them (decoded names, ``#n``
+suffixes for repeated names, ``!`` for nested zips): both list archives through
+:func:`~iac_spark.inputs.archive.open_archive`, so a salvaged zip's members are found by
+the same walk. Open archives and their name maps are cached, a few at a time, since a task
+reads its members archive by archive. Gzip members are inflated, as the scan reads them.
+The bytes are checked against the size and CRC-32 the scan recorded.
 
 Example:
     >>> import io, zipfile, tempfile, os, zlib
@@ -18,72 +20,84 @@ Example:
 from __future__ import annotations
 
 import io
-import zipfile
 import zlib
 from collections import OrderedDict
 from types import TracebackType
 
 from ..errors import CorruptZipError, MemberError, location
-from .archives import MemberInfo, list_members, read_bounded
+from .archive import (
+    Archive,
+    Member,
+    UnreadableFileError,
+    deflate_bound,
+    open_archive,
+    read_content,
+)
+from .archives import MAX_IN_MEMORY_BYTES, read_bounded
+from .gzipped import is_gzip, read_gzip_member
+from .limits import InputLimits
 
 __all__ = ["MemberReader"]
 
 
-class _Archive:
-    def __init__(self, zf: zipfile.ZipFile) -> None:
-        self.zf = zf
-        self.members: dict[str, MemberInfo] = {m.name: m for m in list_members(zf)}
+def _stored_bound(size: int) -> int:
+    """Most stored bytes a member whose content the scan found to be ``size`` bytes may hold:
+    the content itself, or its gzip (deflate's worst case plus a generous gzip header)."""
+    return min(MAX_IN_MEMORY_BYTES, deflate_bound(size) + 65536)
+
+
+def _content(stored: bytes, size: int, where: str) -> bytes:
+    """The content the scan saw: gzip inflated (at most ``size`` bytes), else the bytes."""
+    if is_gzip(stored[:3]):
+        return read_gzip_member(io.BytesIO(stored), where=where, max_bytes=size)
+    return stored
+
+
+class _Open:
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.members: dict[str, Member] = {m.name: m for m in archive.members}
 
 
 class MemberReader:
-    """Cached random access to members; not thread-safe (one per task)."""
+    """Cached random access to members; not thread-safe (one per task).
 
-    def __init__(self, max_open: int = 4) -> None:
+    The scan already held every member to ``limits``; reads here are bounded by the size
+    the scan recorded (a member that grew since is an error, never a bigger allocation).
+    """
+
+    def __init__(self, max_open: int = 4, *, limits: InputLimits | None = None) -> None:
         self.max_open = max_open
-        self._open: OrderedDict[str, _Archive] = OrderedDict()
+        self.limits = limits or InputLimits()
+        self._open: OrderedDict[str, _Open] = OrderedDict()
 
-    def _archive(self, key: str, opener: object) -> _Archive:
+    def _archive(self, key: str, source: str | io.BytesIO) -> _Open:
         arch = self._open.get(key)
         if arch is not None:
             self._open.move_to_end(key)
             return arch
-        zf = zipfile.ZipFile(opener)  # type: ignore[call-overload]
-        arch = _Archive(zf)
+        arch = _Open(open_archive(source, key, self.limits))
         self._open[key] = arch
         while len(self._open) > self.max_open:
             _, old = self._open.popitem(last=False)
-            old.zf.close()
+            old.archive.close()
         return arch
 
     def read(self, path: str, member: str | None, size: int, crc32: int) -> bytes:
-        """The member's bytes; :class:`MemberError` (naming file and member) if unreadable or changed.
-
-        For zip members the CRC-32 is not recomputed: ``zipfile`` checks the bytes against the
-        directory's CRC when a member is read to its end, so comparing that CRC with the
-        scan's is enough. Bare files are hashed here.
-        """
+        """The member's bytes; :class:`MemberError` (naming file and member) if unreadable or changed."""
         where = location(path, member)
         try:
             if member is None:
-                with open(path, "rb") as fh:
-                    data = read_bounded(fh, size, where)
-                actual_crc = zlib.crc32(data)
+                data = self._read_file(path, size, where)
             else:
-                data, actual_crc = self._read_member(path, member, size, where)
+                data = self._read_member(path, member, size, where)
         except MemberError:
             raise
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            OSError,
-            EOFError,
-            KeyError,
-            ValueError,
-            RuntimeError,
-        ) as exc:
+        except (OSError, EOFError, KeyError, ValueError, RuntimeError, zlib.error) as exc:
             raise CorruptZipError(
                 f"{where}: cannot read member: {type(exc).__name__}: {exc}"
             ) from exc
+        actual_crc = zlib.crc32(data)
         if len(data) != size or actual_crc != crc32:
             raise CorruptZipError(
                 f"{where}: bytes changed since the scan (size {len(data)} vs {size}, "
@@ -91,27 +105,51 @@ class MemberReader:
             )
         return data
 
-    def _read_member(self, path: str, member: str, size: int, where: str) -> tuple[bytes, int]:
-        parts = member.split("!")
-        arch = self._archive(path, path)
-        key = path
-        for nested in parts[:-1]:
-            info = arch.members[nested]
-            key = f"{key}!{nested}"
-            if key not in self._open:
-                with arch.zf.open(info.info) as fh:
-                    blob = read_bounded(fh, info.size, location(path, nested))
-                arch = self._archive(key, io.BytesIO(blob))
-            else:
-                arch = self._archive(key, None)
-        info = arch.members[parts[-1]]
-        with arch.zf.open(info.info) as fh:
-            data = read_bounded(fh, size, where)  # read to EOF: zipfile verifies info.CRC
-        return data, info.crc32
+    def _read_file(self, path: str, size: int, where: str) -> bytes:
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UnreadableFileError(f"{where}: cannot open file: {exc}") from exc
+        with fh:
+            stored = read_bounded(fh, _stored_bound(size), where)
+        return _content(stored, size, where)
+
+    def _read_member(self, path: str, member: str, size: int, where: str) -> bytes:
+        arch, info = self._resolve(self._archive(path, path), path, member)
+        return _content(arch.archive.read(info, _stored_bound(size)), size, where)
+
+    def _resolve(self, arch: _Open, key: str, rest: str) -> tuple[_Open, Member]:
+        """The archive and member that ``rest`` names inside ``arch``: the whole of ``rest``
+        if it is a member, else a nested zip named by a prefix up to a ``!`` (a member name
+        may itself hold ``!``: every split is tried, left to right)."""
+        found = arch.members.get(rest)
+        if found is not None:
+            return arch, found
+        i = rest.find("!")
+        while i >= 0:
+            outer = arch.members.get(rest[:i])
+            if outer is not None:
+                inner_key = f"{key}!{rest[:i]}"
+                inner = self._open.get(inner_key)
+                if inner is None:
+                    blob = read_content(
+                        arch.archive, outer, location(key, rest[:i]), self.limits.max_member_bytes
+                    )
+                    inner = self._archive(inner_key, io.BytesIO(blob))
+                else:
+                    self._open.move_to_end(inner_key)
+                try:
+                    return self._resolve(inner, inner_key, rest[i + 1 :])
+                except KeyError:
+                    pass
+            i = rest.find("!", i + 1)
+        problem = arch.archive.problem
+        why = f" ({problem.error})" if problem is not None else ""
+        raise KeyError(f"no member {rest!r} in {key}{why}")
 
     def close(self) -> None:
         for arch in self._open.values():
-            arch.zf.close()
+            arch.archive.close()
         self._open.clear()
 
     def __enter__(self) -> MemberReader:

@@ -37,6 +37,7 @@ __all__ = [
     "GZIP_MAGIC",
     "CorruptGzipError",
     "content_name",
+    "gzip_size_crc",
     "is_gzip",
     "open_gzip_member",
     "read_gzip_member",
@@ -122,6 +123,21 @@ def open_gzip_member(stream: IO[bytes], *, where: str, max_bytes: int) -> io.Buf
     (rows carry ``size``) read the content whole with :func:`read_gzip_member`.
     """
     return io.BufferedReader(_BoundedGzip(stream, where, max_bytes), buffer_size=1 << 16)
+
+
+def gzip_size_crc(stream: IO[bytes], *, where: str, max_bytes: int) -> tuple[int, int]:
+    """(size, CRC-32) of the inflated content, inflating 1 MiB at a time with the output
+    discarded: what a metadata scan needs of a gzip member without holding its content.
+
+    >>> gzip_size_crc(io.BytesIO(gzip.compress(b"abc")), where="x.gz", max_bytes=10)
+    (3, 891568578)
+    """
+    size = crc = 0
+    with open_gzip_member(stream, where=where, max_bytes=max_bytes) as fh:
+        while chunk := fh.read(1 << 20):
+            size += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+    return size, crc
 
 
 def read_gzip_member(stream: IO[bytes], *, where: str, max_bytes: int) -> bytes:

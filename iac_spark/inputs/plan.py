@@ -27,12 +27,13 @@ __all__ = ["ScanUnit", "default_parallelism", "plan_partitions", "plan_units"]
 class ScanUnit:
     """A picklable piece of scan work: a whole bare file, or members ``[start, stop)`` of a zip.
 
-    ``start``/``stop`` index :func:`~iac_spark.inputs.archives.list_members` (``stop=None``:
-    to the end); ``weight`` is what the planner balanced on.
+    ``start``/``stop`` index the members of :func:`~iac_spark.inputs.archive.open_archive`
+    (``stop=None``: to the end); ``weight`` is what the planner balanced on. Kind ``"skip"``:
+    an input listed but never opened (one skipped member).
     """
 
     path: str
-    kind: Literal["zip", "file"]
+    kind: Literal["zip", "file", "skip"]
     start: int = 0
     stop: int | None = None
     weight: int = 0
@@ -73,14 +74,17 @@ def plan_partitions(
 ) -> list[list[ScanUnit]]:
     """Group units into partitions of about equal weight, keeping input order.
 
-    Without ``num_partitions`` the count is the larger of ``total / max_partition_bytes``
-    and :func:`default_parallelism` (so small inputs still use every core).
+    Without ``num_partitions`` the count is the larger of (bytes on disk) / ``max_partition_bytes``
+    and :func:`default_parallelism` (so small inputs still use every core). The count comes from
+    bytes, the balance from weights: a member's fixed cost must not multiply the partitions (each
+    costs a task's fixed overhead), only spread them evenly.
     """
     if not sources:
         return []
     total = sum(s.total_weight for s in sources)
-    wanted = num_partitions or max(math.ceil(total / max_partition_bytes), default_parallelism())
-    target = max(1, min(max_partition_bytes, math.ceil(total / wanted)))
+    on_disk = sum(s.file.size for s in sources)
+    wanted = num_partitions or max(math.ceil(on_disk / max_partition_bytes), default_parallelism())
+    target = max(1, math.ceil(total / wanted))
     units = plan_units(sources, target)
     wanted = min(wanted, len(units))
     share = sum(u.weight for u in units) / wanted

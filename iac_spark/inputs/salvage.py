@@ -59,11 +59,14 @@ from ..errors import CorruptZipError, MemberError, MemberTooLargeError, location
 from .archives import decode_member_name, read_bounded
 
 __all__ = [
+    "CentralDirectory",
     "EncryptedMemberError",
     "SalvageError",
     "SalvagedMember",
     "TruncatedArchiveError",
     "has_central_directory",
+    "locate_central_directory",
+    "open_data",
     "open_member",
     "read_member",
     "salvage_members",
@@ -92,6 +95,7 @@ _FLAG_UTF8 = 0x800
 _ZIP64_TAG = 0x0001
 _U32_MAX = 0xFFFFFFFF
 _CHUNK = 1 << 20
+_BUFFER = 256  # a member stream's buffer: reads go to the member at the size asked for
 _AHEAD = 1024  # bytes read at each header: the fixed part, and the name and extra field mostly
 
 
@@ -171,14 +175,24 @@ class SalvageError:
 
 
 # ---------------------------------------------------------------------------- central directory
+@dataclass(frozen=True)
+class CentralDirectory:
+    """Where an archive's central directory is: ``entries`` as its end record counts them,
+    ``offset`` of its first entry and ``size`` in bytes (absolute, in the file), and
+    ``concat``: bytes prepended to the archive (a self-extractor stub), to add to every
+    local header offset the directory records (as :mod:`zipfile` does)."""
+
+    entries: int
+    offset: int
+    size: int
+    concat: int = 0
+
+
 def has_central_directory(fh: IO[bytes]) -> bool:
     """True when the end of ``fh`` holds an end-of-central-directory record that points at a
-    central directory; cheap (reads the last 64 KiB + 22 bytes and a few headers).
+    central directory; cheap (see :func:`locate_central_directory`).
 
     False means :mod:`zipfile` cannot list the archive and :func:`salvage_members` should.
-    A record that belongs to a *stored nested zip* near the end of a cut archive is not
-    taken for the archive's own: its directory must end where the record starts, or the
-    archive must begin with something other than a local header (self-extracting stub).
 
     >>> import io, zipfile
     >>> buf = io.BytesIO()
@@ -186,45 +200,67 @@ def has_central_directory(fh: IO[bytes]) -> bool:
     >>> has_central_directory(buf), has_central_directory(io.BytesIO(b"PK\\x03\\x04junk"))
     (True, False)
     """
+    return locate_central_directory(fh) is not None
+
+
+def locate_central_directory(fh: IO[bytes]) -> CentralDirectory | None:
+    """The central directory of the archive ``fh``, or None when it has none.
+
+    Reads the last 22 bytes (the end record of an archive without a comment) and, only
+    if they are not that, the last 64 KiB + 22 bytes; then a few headers. A record that
+    belongs to a *stored nested zip* near the end of a cut archive is not taken for the
+    archive's own: its directory must end where the record starts, or the archive must
+    begin with something other than a local header (self-extracting stub).
+    """
     size = fh.seek(0, io.SEEK_END)
     if size < _EOCD_RECORD.size:
-        return False
+        return None
+    first = _read_at(fh, 0, 4)
+    starts_local = first == _LOCAL
+    last = _read_at(fh, size - _EOCD_RECORD.size, _EOCD_RECORD.size)
+    if last.startswith(_EOCD):  # the usual case: no archive comment
+        found = _eocd_is_ours(fh, last, 0, size - _EOCD_RECORD.size, size, starts_local)
+        if found is not None:
+            return found
     tail_start = max(0, size - _MAX_TAIL)
     tail = _read_at(fh, tail_start, size - tail_start)
-    first = _read_at(fh, 0, 4)
     p = tail.rfind(_EOCD)
     while p >= 0:
-        if _eocd_is_ours(fh, tail, p, tail_start, size, first == _LOCAL):
-            return True
+        found = _eocd_is_ours(fh, tail, p, tail_start, size, starts_local)
+        if found is not None:
+            return found
         p = tail.rfind(_EOCD, 0, p)
-    return False
+    return None
 
 
 def _eocd_is_ours(
     fh: IO[bytes], tail: bytes, p: int, tail_start: int, size: int, starts_local: bool
-) -> bool:
+) -> CentralDirectory | None:
     rec = tail[p : p + _EOCD_RECORD.size]
     if len(rec) < _EOCD_RECORD.size:
-        return False
+        return None
     _, _, _, _, entries, cd_size, cd_offset, _ = _EOCD_RECORD.unpack(rec)
     at = tail_start + p
     if cd_size == _U32_MAX or cd_offset == _U32_MAX or entries == 0xFFFF:
+        if at < _EOCD64_LOCATOR_RECORD.size:
+            return None
         loc = _read_at(fh, at - _EOCD64_LOCATOR_RECORD.size, _EOCD64_LOCATOR_RECORD.size)
-        if at < _EOCD64_LOCATOR_RECORD.size or not loc.startswith(_EOCD64_LOCATOR):
-            return False
+        if not loc.startswith(_EOCD64_LOCATOR):
+            return None
         at = at - _EOCD64_LOCATOR_RECORD.size - _EOCD64_RECORD.size
         rec64 = _read_at(fh, at, _EOCD64_RECORD.size) if at >= 0 else b""
         if len(rec64) < _EOCD64_RECORD.size or not rec64.startswith(_EOCD64):
-            return False
+            return None
         *_, entries, cd_size, cd_offset = _EOCD64_RECORD.unpack(rec64)
     start = at - cd_size
     if start < 0:
-        return False
+        return None
     if cd_offset + cd_size != at and starts_local:
-        return False  # a nested zip's record, or offsets that do not add up
+        return None  # a nested zip's record, or offsets that do not add up
+    directory = CentralDirectory(entries, start, cd_size, start - cd_offset)
     if entries == 0 and cd_size == 0:
-        return True
-    return _read_at(fh, start, 4) == _CENTRAL
+        return directory
+    return directory if _read_at(fh, start, 4) == _CENTRAL else None
 
 
 # ---------------------------------------------------------------------------- the walk
@@ -331,6 +367,17 @@ def _member_at(
     _, _, flags, method, mtime, mdate, crc, csize, usize, n_name, n_extra = (
         _LOCAL_HEADER.unpack_from(ahead)
     )
+    if n_name == 0:  # no zip tool writes an entry without a name: this is not a header
+        what = "not a zip archive" if pos == 0 else f"no zip header at byte {pos}"
+        return SalvageError(
+            index,
+            pos,
+            None,
+            CorruptZipError(
+                f"{where}: {what} (a local header signature with an empty name follows)"
+                + ("" if pos == 0 else f" after {index} entries: the rest is unreadable")
+            ),
+        )
     head_end = _LOCAL_HEADER.size + n_name + n_extra
     if len(ahead) < head_end and len(ahead) == _AHEAD:
         ahead = _read_at(fh, pos, head_end)  # a long name or extra field
@@ -581,6 +628,16 @@ def _candidates(window: bytes, body: int, zip64: bool) -> list[tuple[int, bool, 
 
 
 def _cut(where: str, index: int, pos: int, name: str | None, what: str) -> SalvageError:
+    if index == 0 and pos == 0 and name is None:  # nothing to salvage, nothing to name
+        return SalvageError(
+            0,
+            0,
+            None,
+            CorruptZipError(
+                f"{where}: not a readable zip archive: it ends inside its first local header "
+                f"({what}): cut short, or not a zip"
+            ),
+        )
     who = f"member {name!r}" if name is not None else f"entry {index + 1}"
     return SalvageError(
         index,
@@ -637,25 +694,57 @@ def _read_at(fh: IO[bytes], pos: int, n: int) -> bytes:
 
 # ---------------------------------------------------------------------------- reading a member
 class _MemberStream(io.RawIOBase):
-    """Raw bytes of one salvaged member: bounded by its declared size, CRC-checked at the end."""
+    """Raw bytes of one member: bounded by its declared size, CRC-checked at the end.
 
-    def __init__(self, fh: IO[bytes], member: SalvagedMember, where: str) -> None:
+    A stored member's stream is also seekable (its bytes are the archive's): a reader that
+    seeks has skipped bytes, so the CRC-32 is then not checked (the size still is).
+    """
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        where: str,
+        *,
+        data_offset: int,
+        compress_size: int,
+        size: int,
+        crc32: int,
+        method: int,
+    ) -> None:
         super().__init__()
         self._fh = fh
         self._where = where
-        self._pos = member.data_offset
-        self._end = member.data_offset + member.compress_size
-        self._declared = member.size
-        self._expected_crc = member.crc32
+        self._start = data_offset
+        self._pos = data_offset
+        self._end = data_offset + compress_size
+        self._declared = size
+        self._expected_crc = crc32
         self._out = 0
         self._crc = 0
         self._done = False
-        self._inflater = (
-            zlib.decompressobj(-15) if member.compress_type == zipfile.ZIP_DEFLATED else None
-        )
+        self._skipped = False
+        self._inflater = zlib.decompressobj(-15) if method == zipfile.ZIP_DEFLATED else None
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return self._inflater is None
+
+    def tell(self) -> int:
+        return self._out
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self._inflater is not None:
+            raise io.UnsupportedOperation("a deflated member is read in order")
+        target = {io.SEEK_SET: 0, io.SEEK_CUR: self._out, io.SEEK_END: self._declared}[whence]
+        target = min(max(0, target + offset), self._declared)
+        if target != self._out:
+            self._skipped = True
+            self._done = False
+        self._out = target
+        self._pos = self._start + target
+        return target
 
     def readinto(self, b: Any) -> int:
         if self._done or len(b) == 0:
@@ -680,7 +769,9 @@ class _MemberStream(io.RawIOBase):
             if d.unconsumed_tail:
                 src = d.unconsumed_tail
             else:
-                want = min(1 << 16, self._end - self._pos)
+                # as much compressed data as the read asks for output, 4-64 KiB: a header
+                # read inflates little more than the header
+                want = min(max(n, 4096), 1 << 16, self._end - self._pos)
                 if want <= 0:
                     raise CorruptZipError(
                         f"{self._where}: deflate data ends before its end marker "
@@ -719,7 +810,7 @@ class _MemberStream(io.RawIOBase):
             raise CorruptZipError(
                 f"{self._where}: member ends after {self._out} of its {self._declared} bytes"
             )
-        if self._crc != self._expected_crc:
+        if not self._skipped and self._crc != self._expected_crc:
             raise CorruptZipError(
                 f"{self._where}: CRC-32 mismatch (bytes give {self._crc:#010x}, "
                 f"the archive says {self._expected_crc:#010x})"
@@ -744,11 +835,34 @@ def open_member(fh: IO[bytes], member: SalvagedMember, *, where: str) -> io.Buff
             f"{where}: compression method {member.compress_type} is not supported when "
             "salvaging (only stored and deflate)"
         )
-    if member.compress_type == zipfile.ZIP_STORED and member.compress_size != member.size:
+    return open_data(
+        fh, where, data_offset=member.data_offset, compress_size=member.compress_size,
+        size=member.size, crc32=member.crc32, method=member.compress_type,
+    )  # fmt: skip
+
+
+def open_data(
+    fh: IO[bytes],
+    where: str,
+    *,
+    data_offset: int,
+    compress_size: int,
+    size: int,
+    crc32: int,
+    method: int,
+) -> io.BufferedReader:
+    """A stream of the stored or deflated member data at ``data_offset`` of ``fh``, checked
+    like :func:`open_member` checks it (the reader of archives with a central directory
+    too). A stored member whose sizes differ is :class:`~iac_spark.errors.CorruptZipError`."""
+    if method == zipfile.ZIP_STORED and compress_size != size:
         raise CorruptZipError(
-            f"{where}: stored member holds {member.compress_size} bytes but declares {member.size}"
+            f"{where}: stored member holds {compress_size} bytes but declares {size}"
         )
-    return io.BufferedReader(_MemberStream(fh, member, where), buffer_size=1 << 16)
+    raw = _MemberStream(
+        fh, where, data_offset=data_offset, compress_size=compress_size, size=size,
+        crc32=crc32, method=method,
+    )  # fmt: skip
+    return io.BufferedReader(raw, buffer_size=_BUFFER)
 
 
 def read_member(fh: IO[bytes], member: SalvagedMember, *, where: str, max_bytes: int) -> bytes:

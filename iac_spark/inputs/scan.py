@@ -13,6 +13,18 @@ file and member) or ``skipped`` (plainly not this payload, e.g. ``LICENSE.txt``;
 ``include_skipped``). A nested zip is a container, not a member: its members count instead.
 DROPMALFORMED drops error rows but still counts them; FAILFAST raises the first error.
 
+Archives are opened by :func:`~iac_spark.inputs.archive.open_archive`: a zip without its
+central directory is salvaged (its complete members are rows, the member it is cut in is an
+error row that says so), an unreadable one is one error row. Bad input is bounded by
+:class:`~iac_spark.inputs.limits.InputLimits`: a member above ``maxMemberBytes`` (or
+inflating past its declared size) is a ``MemberTooLargeError`` row, a nested zip that would
+open deeper than ``maxNestingDepth`` a ``NestingTooDeepError`` row, an archive listing more
+than ``maxMembersPerArchive`` entries one ``TooManyMembersError`` row. Gzip members (gzip
+magic, e.g. ``x.dcm.gz``) are scanned by their inflated content, named without ``.gz``
+for recognition; their rows carry the content's size and CRC-32, so packs hold the DICOM.
+A unit of kind ``"skip"`` (a symlink out of the input root, something that is not a regular
+file: see :func:`~iac_spark.inputs.discover.discover`) is one skipped member, never opened.
+
 Example:
     >>> import zipfile, tempfile, os
     >>> from pydicom.data import get_testdata_file
@@ -32,7 +44,7 @@ Example:
 from __future__ import annotations
 
 import io
-import zipfile
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +53,10 @@ from typing import IO, Any, Literal, Protocol
 import pyarrow as pa
 
 from ..errors import CorruptZipError, MemberError, error_text, location
-from .archives import MemberInfo, join_member, list_members, looks_like_zip_name, read_bounded
+from .archive import Archive, Member, UnreadableFileError, open_archive
+from .archives import join_member, looks_like_zip_name, read_bounded
+from .gzipped import GZIP_MAGIC, content_name, gzip_size_crc, open_gzip_member, read_gzip_member
+from .limits import InputLimits
 from .plan import ScanUnit
 
 __all__ = [
@@ -158,6 +173,40 @@ class ScanStats:
         return out
 
 
+class _Fetch:
+    """``fetch(n)`` over a member stream, plus ``skip(n)``: a seek where the stream can
+    seek (bare files, stored members, bytes in memory), else a read with the bytes
+    discarded 1 MiB at a time (see :func:`~iac_spark.dicom.header.parse_header`)."""
+
+    __slots__ = ("_read", "_stream")
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._read = stream.read
+
+    def __call__(self, n: int) -> bytes:
+        return self._read(n)
+
+    def skip(self, n: int) -> None:
+        if n <= 0:
+            return
+        if self._stream.seekable():
+            self._stream.seek(n, io.SEEK_CUR)
+            return
+        while n > 0:
+            chunk = self._read(min(n, _SKIP_CHUNK))
+            if not chunk:
+                return
+            n -= len(chunk)
+
+
+_SKIP_CHUNK = 1 << 20
+
+# what _Scanner.decide found a member to be
+_NESTED, _SKIP, _OK, _ERR = "nested", "skip", "ok", "error"
+_Outcome = tuple[str, Any, int | None, int | None, bytes | None]  # kind, value, size, crc, data
+
+
 class _Scanner:
     """Holds the per-unit settings so the per-member path stays flat."""
 
@@ -168,14 +217,17 @@ class _Scanner:
         content: bool,
         include_skipped: bool,
         stats: ScanStats,
+        limits: InputLimits,
     ) -> None:
         self.parser = parser
         self.mode = mode
         self.content = content
         self.include_skipped = include_skipped
         self.stats = stats
+        self.limits = limits
         self.blank = (None,) * len(parser.schema)
         self.whole = parser.whole_member or content
+        self.precheck: Callable[[str, str, int], None] | None = getattr(parser, "precheck", None)
 
     def _row(
         self,
@@ -208,109 +260,191 @@ class _Scanner:
         if self.mode == "PERMISSIVE":
             yield self._row(path, member, size, crc, self.blank, ERROR, error_text(exc), data)
 
-    def zip_archive(
-        self, zf: zipfile.ZipFile, path: str, prefix: str | None, start: int, stop: int | None
+    def skipped(
+        self, path: str, member: str | None, size: int | None, crc: int | None
     ) -> Iterator[tuple[Any, ...]]:
-        for m in list_members(zf)[start:stop]:
-            yield from self.zip_member(zf, m, path, prefix)
-
-    def zip_member(
-        self, zf: zipfile.ZipFile, m: MemberInfo, path: str, prefix: str | None
-    ) -> Iterator[tuple[Any, ...]]:
-        name = join_member(prefix, m.name)
-        where = location(path, name)
-        try:
-            stream: IO[bytes] = zf.open(m.info)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, ValueError) as exc:
-            yield from self.error(
-                CorruptZipError(f"{where}: cannot open member: {exc}"), path, name, m.size, m.crc32
-            )
-            return
-        with stream:
-            yield from self.member(stream, path, name, m.size, m.crc32, where)
-
-    def member(
-        self, stream: IO[bytes], path: str, name: str | None, size: int, crc: int | None, where: str
-    ) -> Iterator[tuple[Any, ...]]:
-        """One member or bare file; ``crc`` is None for bare files (computed here)."""
-        data: bytes | None = None
-        label = name if name is not None else path
-        try:
-            precheck = getattr(self.parser, "precheck", None)
-            if (
-                precheck is not None
-                and (name is None or not looks_like_zip_name(name))
-                and not self.parser.skips(label, b"")
-            ):
-                precheck(where, label, size)
-            if self.whole or crc is None:
-                data = read_bounded(stream, size, where)
-                if len(data) < size:
-                    raise CorruptZipError(f"{where}: member ends after {len(data)} of {size} bytes")
-                if crc is None:
-                    crc = zlib.crc32(data)
-                head = data[:_HEAD]
-            else:
-                head = stream.read(min(size, _HEAD))
-            if (name is not None and looks_like_zip_name(name)) or head[:4] == _NESTED_MAGIC:
-                yield from self.nested(stream, data, head, path, name, size, crc, where)
-                return
-            if self.parser.skips(label, head):
-                c = self.stats.source(path)
-                c.members += 1
-                c.skipped += 1
-                if self.include_skipped:
-                    yield self._row(path, name, size, crc, self.blank, SKIPPED, None, None)
-                return
-            if data is not None:
-                view = io.BytesIO(data)
-                view.seek(len(head))
-                fetch: Callable[[int], bytes] = view.read
-            else:
-                fetch = stream.read
-            payload = self.parser.parse(where, label, size, head, data, fetch)
-        except MemberError as exc:
-            yield from self.error(exc, path, name, size, crc, data)
-            return
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            yield from self.error(
-                CorruptZipError(f"{where}: cannot inflate member: {exc}"), path, name, size, crc
-            )
-            return
         c = self.stats.source(path)
         c.members += 1
-        c.ok += 1
-        yield self._row(path, name, size, crc, payload, OK, None, data)
+        c.skipped += 1
+        if self.include_skipped:
+            yield self._row(path, member, size, crc, self.blank, SKIPPED, None, None)
 
-    def nested(
+    def archive(
+        self, arch: Archive, path: str, prefix: str | None, depth: int, start: int, stop: int | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Members ``[start, stop)`` of ``arch``, then (in the unit that starts at 0) its problem."""
+        members = arch.members
+        for m in members[start:stop] if start or stop is not None else members:
+            yield from self.zip_member(arch, m, path, prefix, depth)
+        problem = arch.problem
+        if problem is not None and start == 0:
+            name = prefix if problem.member is None else join_member(prefix, problem.member)
+            yield from self.error(problem.error, path, name, None, None)
+
+    def zip_member(
+        self, arch: Archive, m: Member, path: str, prefix: str | None, depth: int
+    ) -> Iterator[tuple[Any, ...]]:
+        name = join_member(prefix, m.name)
+        try:
+            stream = arch.open(m)
+        except MemberError as exc:
+            yield from self.error(exc, path, name, m.size, m.crc32)
+            return
+        except OSError as exc:
+            err = UnreadableFileError(f"{location(path, name)}: cannot read member: {exc}")
+            yield from self.error(err, path, name, m.size, m.crc32)
+            return
+        with stream:
+            yield from self.member(stream, path, name, m.size, m.crc32, depth, arch, m)
+
+    def member(
         self,
         stream: IO[bytes],
-        data: bytes | None,
-        head: bytes,
+        path: str,
+        name: str | None,
+        size: int,
+        crc: int | None,
+        depth: int,
+        arch: Archive | None = None,
+        m: Member | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """One member or bare file; ``crc`` is None for bare files (computed here)."""
+        where = location(path, name)
+        try:
+            kind, value, size_, crc_, data = self.decide(
+                stream, path, name, size, crc, where, depth, arch, m
+            )
+        except MemberError as exc:
+            yield from self.error(exc, path, name, size, crc)
+            return
+        except OSError as exc:
+            err = UnreadableFileError(f"{where}: cannot read: {exc}")
+            yield from self.error(err, path, name, size, crc)
+            return
+        if kind == _OK:
+            c = self.stats.source(path)
+            c.members += 1
+            c.ok += 1
+            yield self._row(path, name, size_, crc_, value, OK, None, data)
+        elif kind == _NESTED:
+            with value:
+                yield from self.archive(value, path, name, depth + 1, 0, None)
+        elif kind == _SKIP:
+            yield from self.skipped(path, name, size_, crc_)
+        else:
+            yield from self.error(value, path, name, size_, crc_, data)
+
+    def decide(
+        self,
+        stream: IO[bytes],
         path: str,
         name: str | None,
         size: int,
         crc: int | None,
         where: str,
-    ) -> Iterator[tuple[Any, ...]]:
+        depth: int,
+        arch: Archive | None,
+        m: Member | None,
+    ) -> _Outcome:
+        """What a member is, reading as little of it as that takes; raises MemberError for
+        what fails before its bytes are in hand (then ``size``/``crc`` are the stored ones).
+
+        Whole-member reads (content, text, bare files) read the member first when its
+        declared size is within ``maxMemberBytes`` (one copy, as before salvage and gzip
+        were read); otherwise only its first bytes, enough to tell a nested zip, gzip or a
+        plainly-skipped member from one that is refused for its size.
+        """
+        label = name if name is not None else path
+        lim = self.limits
+        zip_name = name is not None and looks_like_zip_name(name)
+        data: bytes | None = None
+        if (self.whole or crc is None) and size <= lim.max_member_bytes:
+            if self.precheck is not None and not zip_name and not self.parser.skips(label, b""):
+                self.precheck(where, label, size)  # an oversized note is refused unread
+            data = self.rest(stream, b"", size, where)
+            head = data[:_HEAD]
+        else:
+            head = stream.read(min(size, _HEAD))
+        if zip_name or head[:4] == _NESTED_MAGIC:
+            lim.check_depth(depth + 1, where)
+            blob = data if data is not None else self.rest(stream, head, size, where)
+            return _NESTED, open_archive(io.BytesIO(blob), where, lim), size, crc, None
+        if head[:3] == GZIP_MAGIC:
+            raw = data if data is not None else self.rest(stream, head, size, where)
+            return self.gzip(raw, label, size, where, depth)
+        if self.parser.skips(label, head):
+            return _SKIP, None, size, crc, None
+        lim.check_member_size(size, where)
+        if self.precheck is not None:
+            self.precheck(where, label, size)
+        if data is not None:
+            if crc is None:
+                crc = zlib.crc32(data)
+            view = io.BytesIO(data)
+            view.seek(len(head))
+            fetch = _Fetch(view)
+        else:
+            if arch is not None and m is not None:
+                arch.check_declared_size(m)  # a deflated member too big for its size: a bomb?
+            fetch = _Fetch(stream)
         try:
-            if data is None:
-                data = head + read_bounded(stream, size - len(head), where)
-            inner = zipfile.ZipFile(io.BytesIO(data))
+            payload = self.parser.parse(where, label, size, head, data, fetch)
         except MemberError as exc:
-            yield from self.error(exc, path, name, size, crc)
-            return
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-            yield from self.error(
-                CorruptZipError(f"{where}: nested zip cannot be opened: {exc}"),
-                path,
-                name,
-                size,
-                crc,
-            )
-            return
-        with inner:
-            yield from self.zip_archive(inner, path, name, 0, None)
+            return _ERR, exc, size, crc, data
+        return _OK, payload, size, crc, data
+
+    def gzip(self, raw: bytes, label: str, size: int, where: str, depth: int) -> _Outcome:
+        """A gzip member (``raw``: its stored bytes): its content is what is scanned (named
+        without ``.gz``); the row's size and CRC-32 are the content's. A metadata scan
+        inflates it twice (size and CRC, then the header) rather than hold it: memory stays
+        at the compressed bytes."""
+        lim = self.limits
+        label = content_name(label)
+        bound = lim.max_member_bytes
+        content: bytes | None = None
+        cstream: IO[bytes] | None = None
+        try:
+            if self.whole or looks_like_zip_name(label):
+                content = read_gzip_member(io.BytesIO(raw), where=where, max_bytes=bound)
+                size, crc = len(content), zlib.crc32(content)
+                chead = content[:_HEAD]
+            else:
+                size, crc = gzip_size_crc(io.BytesIO(raw), where=where, max_bytes=bound)
+                cstream = open_gzip_member(io.BytesIO(raw), where=where, max_bytes=bound)
+                chead = cstream.read(min(size, _HEAD))
+            if looks_like_zip_name(label) or chead[:4] == _NESTED_MAGIC:
+                lim.check_depth(depth + 1, where)
+                if content is None:
+                    content = read_gzip_member(io.BytesIO(raw), where=where, max_bytes=bound)
+                return _NESTED, open_archive(io.BytesIO(content), where, lim), size, crc, None
+            if self.parser.skips(label, chead):
+                return _SKIP, None, size, crc, None
+            try:
+                if self.precheck is not None:
+                    self.precheck(where, label, size)
+                if content is not None:
+                    view = io.BytesIO(content)
+                    view.seek(len(chead))
+                    fetch = _Fetch(view)
+                else:
+                    assert cstream is not None
+                    fetch = _Fetch(cstream)
+                payload = self.parser.parse(where, label, size, chead, content, fetch)
+            except MemberError as exc:
+                return _ERR, exc, size, crc, content
+            return _OK, payload, size, crc, content
+        finally:
+            if cstream is not None:
+                cstream.close()
+
+    def rest(self, stream: IO[bytes], head: bytes, size: int, where: str) -> bytes:
+        """The whole member (``head`` already read), at most ``maxMemberBytes``; reading to
+        its end checks its CRC-32 (zip members)."""
+        self.limits.check_member_size(size, where)
+        data = head + read_bounded(stream, size - len(head), where, self.limits.max_member_bytes)
+        if len(data) < size:
+            raise CorruptZipError(f"{where}: member ends after {len(data)} of {size} bytes")
+        return data
 
 
 def scan_unit(
@@ -321,39 +455,31 @@ def scan_unit(
     mode: Mode = "PERMISSIVE",
     include_skipped: bool = False,
     stats: ScanStats | None = None,
+    limits: InputLimits | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield the rows of one unit; see the module docstring for the guarantees."""
-    scanner = _Scanner(parser, mode, content, include_skipped, stats or ScanStats())
+    """Yield the rows of one unit; see the module docstring for the guarantees.
+
+    ``limits`` (default :class:`~iac_spark.inputs.limits.InputLimits`) bound member sizes,
+    nesting depth and members per archive.
+    """
+    lim = limits or InputLimits()
+    scanner = _Scanner(parser, mode, content, include_skipped, stats or ScanStats(), lim)
+    if unit.kind == "skip":
+        yield from scanner.skipped(unit.path, None, None, None)
+        return
     if unit.kind == "file":
         try:
             fh = open(unit.path, "rb")  # noqa: SIM115 - closed below
-            size = fh.seek(0, io.SEEK_END)
-            fh.seek(0)
+            size = os.fstat(fh.fileno()).st_size
         except OSError as exc:
-            yield from scanner.error(
-                CorruptZipError(f"{unit.path}: cannot open file: {exc}"),
-                unit.path,
-                None,
-                None,
-                None,
-            )
+            err = UnreadableFileError(f"{unit.path}: cannot open file: {exc}")
+            yield from scanner.error(err, unit.path, None, None, None)
             return
         with fh:
-            yield from scanner.member(fh, unit.path, None, size, None, unit.path)
+            yield from scanner.member(fh, unit.path, None, size, None, 0)
         return
-    try:
-        zf = zipfile.ZipFile(unit.path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        yield from scanner.error(
-            CorruptZipError(f"{unit.path}: not a readable zip archive: {exc}"),
-            unit.path,
-            None,
-            None,
-            None,
-        )
-        return
-    with zf:
-        yield from scanner.zip_archive(zf, unit.path, None, unit.start, unit.stop)
+    with open_archive(unit.path, unit.path, lim) as arch:
+        yield from scanner.archive(arch, unit.path, None, 0, unit.start, unit.stop)
 
 
 def rows_to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:

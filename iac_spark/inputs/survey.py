@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .archives import list_members
+from .archive import open_archive
 from .discover import InputFile
+from .limits import InputLimits
 
 __all__ = ["FINGERPRINT_VERSION", "MEMBER_COST", "Source", "fingerprint", "mtime_ns", "survey"]
 
@@ -79,7 +79,7 @@ class Source:
     file: InputFile
     fingerprint: str
     #: per top-level member (directory order), compressed size + MEMBER_COST; None when the
-    #: file is bare or its directory cannot be read (the scan then reports the error row)
+    #: file is bare, skipped, or its directory cannot be read (the scan salvages or reports)
     weights: array[int] | None = field(default=None, repr=False)
 
     @property
@@ -99,19 +99,27 @@ class Source:
         return sum(self.weights)
 
 
-def _survey_zip(f: InputFile) -> Source:
-    try:
-        with zipfile.ZipFile(f.path) as zf:
-            members = list_members(zf)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError):
-        return Source(f, fingerprint(f, None), None)
-    entries = ((m.name, m.crc32, m.size) for m in members)
-    weights = array("q", (m.compress_size + MEMBER_COST for m in members))
-    return Source(f, fingerprint(f, entries), weights)
+def _survey_zip(f: InputFile, limits: InputLimits) -> Source:
+    with open_archive(f.path, f.path, limits) as arch:
+        if not arch.salvaged and not arch.refused:
+            members = arch.members  # (a directory that does not parse falls back to salvage)
+            if not arch.salvaged and not arch.refused:
+                entries = ((m.name, m.crc32, m.size) for m in members)
+                weights = array("q", (m.compress_size + MEMBER_COST for m in members))
+                return Source(f, fingerprint(f, entries), weights)
+    return Source(f, fingerprint(f, None), None)  # one unit: the scan salvages or reports it
 
 
-def survey(files: Sequence[InputFile]) -> list[Source]:
-    """Read each zip's central directory once; bare files are only fingerprinted."""
+def survey(files: Sequence[InputFile], *, limits: InputLimits | None = None) -> list[Source]:
+    """Read each zip's central directory once; bare files are only fingerprinted.
+
+    A zip without a (parseable) central directory, an unreadable one, or one listing more
+    than ``limits.max_members_per_archive`` entries gets no weights: it is one scan unit,
+    whose scan salvages it or reports it. Salvage walks are left to the scan (for a zip
+    with data descriptors a walk inflates every member; the driver must not).
+    """
+    lim = limits or InputLimits()
     return [
-        _survey_zip(f) if f.kind == "zip" else Source(f, fingerprint(f, None), None) for f in files
+        _survey_zip(f, lim) if f.kind == "zip" else Source(f, fingerprint(f, None), None)
+        for f in files
     ]

@@ -5,6 +5,11 @@ glob — yields one row per record: the pack's index columns, then ``pack_path``
 ``row`` (the record's position), and with ``.option("content", "true")`` the
 decoded record bytes (for DICOM packs, the original file, byte-exact).
 
+Every pack is opened through :class:`~iac_spark.packing.merge.VerifiedPack`: a damaged
+header or table, or a record whose stored bytes do not have the CRC-32 of its index row,
+fails the read with :class:`~iac_spark.errors.CorruptPackError` naming the pack and
+the section or row; a wrong payload is never returned.
+
 Example:
     >>> df = spark.read.format("iac").load("demo_out/packs/demo")            # doctest: +SKIP
     >>> df.groupBy("modality").count().show()                                # doctest: +SKIP
@@ -18,13 +23,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-from iatro.iac import VariableRecordPack
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
-from ..errors import InputNotFoundError, OptionError
+from ..errors import CorruptPackError, InputNotFoundError, OptionError
 from ..inputs.discover import normalize_path
+from ..packing.reading import VerifiedPack, open_pack
 from .options import parse_bool
 
 __all__ = ["IacDataSource", "IacOptions", "find_packs", "iac_arrow_schema"]
@@ -101,11 +106,14 @@ class IacReader(DataSourceReader):
     def partitions(self) -> Sequence[InputPartition]:
         parts: list[InputPartition] = []
         for pack in find_packs(self.options.paths):
-            pk = VariableRecordPack(pack)
+            reader, header = open_pack(pack)  # the header only: planning stays cheap
+            reader.close()
             try:
-                n = pk.record_count
-            finally:
-                pk.close()
+                n = int(header["num_records"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptPackError(
+                    f"{pack}: header has no valid num_records", pack=pack, section="header"
+                ) from exc
             for start in range(0, max(n, 1), _ROWS_PER_PARTITION):
                 parts.append(IacPartition(pack, start, min(n, start + _ROWS_PER_PARTITION)))
         return parts
@@ -113,9 +121,14 @@ class IacReader(DataSourceReader):
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, IacPartition)
         index_names = [n for n in self.schema.names if n not in ("pack_path", "row", "content")]
-        pk = VariableRecordPack(partition.pack)
+        pk = VerifiedPack(partition.pack)
         try:
             index = pk.index_table
+            if index.num_rows < partition.stop:
+                raise CorruptPackError(
+                    f"{partition.pack}: index table has {index.num_rows} rows, the header "
+                    f"{partition.stop} or more", pack=partition.pack, section="index table",
+                )  # fmt: skip
             for start in range(partition.start, partition.stop, _BATCH_ROWS):
                 rows = list(range(start, min(start + _BATCH_ROWS, partition.stop)))
                 chunk = index.slice(start, len(rows))
@@ -139,11 +152,8 @@ class IacDataSource(DataSource):
         super().__init__(options)
         self.parsed = IacOptions.parse(options)
         packs = find_packs(self.parsed.paths)
-        pk = VariableRecordPack(packs[0])
-        try:
+        with VerifiedPack(packs[0]) as pk:
             index_schema = pk.index_table.schema
-        finally:
-            pk.close()
         self.arrow_schema = iac_arrow_schema(index_schema, self.parsed.content)
 
     @classmethod

@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
-from ..errors import OptionError
-from ..inputs.limits import parse_bool, parse_bytes
+from ..errors import InputNotFoundError, OptionError
+from ..inputs.limits import InputLimits, parse_bool, parse_bytes
 from ..inputs.scan import Mode
 from ..text.decode import AUTO, DEFAULT_MAX_DOC_BYTES, Normalize, resolve_encoding
 from ..text.fields import DEFAULT_PATH_PATTERN, compile_path_pattern
@@ -34,6 +35,7 @@ _MODES = ("PERMISSIVE", "DROPMALFORMED", "FAILFAST")
 
 
 def _paths(options: Mapping[str, str], source: str = "zipdcm") -> tuple[str, ...]:
+    """The ``path`` / ``paths`` options, each made absolute (see :func:`_absolute`)."""
     out: list[str] = []
     if options.get("paths"):
         raw = options["paths"]
@@ -48,7 +50,35 @@ def _paths(options: Mapping[str, str], source: str = "zipdcm") -> tuple[str, ...
         raise OptionError(
             f'{source} needs a path: spark.read.format("{source}").load("/path/to/zips")'
         )
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(_absolute(p, source) for p in out))
+
+
+def _absolute(path: str, source: str) -> str:
+    """``path`` as an absolute local path, resolved once, where Spark parses the options.
+
+    That is a Python worker on the driver side: on a classic session its working directory is
+    the driver's, so a relative path means what the user meant; over Spark Connect it is the
+    server's (pyspark's local server even gives each session a folder of its own), so a
+    relative path means nothing there and one that does not exist is refused with that
+    reason. Absolute paths are kept as given (``discover`` reports the missing ones) and so
+    are URIs (``file:``, ``dbfs:``, ``s3://``...), which ``discover`` maps to local mounts.
+
+    >>> _absolute("/data/zips", "zipdcm"), _absolute("dbfs:/Volumes/a", "zipdcm")
+    ('/data/zips', 'dbfs:/Volumes/a')
+    """
+    if ":" in path.split("/", 1)[0] or os.path.isabs(path):
+        return path
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return expanded
+    resolved = os.path.abspath(expanded)
+    if not any(c in resolved for c in "*?[") and not os.path.exists(resolved):
+        raise InputNotFoundError(
+            f"{source}: relative path {path!r} does not exist in {os.getcwd()}, the working "
+            "directory of the process that plans the scan (over Spark Connect the server's, "
+            "not this client's): pass an absolute path"
+        )
+    return resolved
 
 
 def _common(source: str, opts: dict[str, str], known: tuple[str, ...]) -> dict[str, object]:
@@ -81,12 +111,13 @@ def _common(source: str, opts: dict[str, str], known: tuple[str, ...]) -> dict[s
             "maxPartitionBytes", opts.get("maxpartitionbytes", "128m")
         ),
         "num_partitions": num_partitions,
+        "limits": InputLimits.parse(opts),
     }
 
 
 _COMMON = (
     "path", "paths", "mode", "includeskipped", "pathglobfilter", "recursivefilelookup",
-    "maxpartitionbytes", "numpartitions",
+    "maxpartitionbytes", "numpartitions", *InputLimits.KNOWN,
 )  # fmt: skip
 _NAMES = {
     "path": "path", "paths": "paths", "mode": "mode", "includeskipped": "includeSkipped",
@@ -94,6 +125,7 @@ _NAMES = {
     "maxpartitionbytes": "maxPartitionBytes", "numpartitions": "numPartitions",
     "content": "content", "meta": "meta", "pathpattern": "pathPattern", "encoding": "encoding",
     "maxdocbytes": "maxDocBytes", "normalize": "normalize",
+    **{name.lower(): name for name in InputLimits.OPTIONS},
 }  # fmt: skip
 
 
@@ -110,6 +142,8 @@ class ZipDcmOptions:
     recursive_file_lookup: bool = True
     max_partition_bytes: int = 128 * 1024**2
     num_partitions: int | None = None
+    #: ``maxMemberBytes``, ``maxNestingDepth``, ``maxMembersPerArchive``, ``followSymlinks``
+    limits: InputLimits = field(default_factory=InputLimits)
 
     KNOWN = ("content", "meta")
 
@@ -145,6 +179,8 @@ class ZipTextOptions:
     recursive_file_lookup: bool = True
     max_partition_bytes: int = 128 * 1024**2
     num_partitions: int | None = None
+    #: ``maxMemberBytes``, ``maxNestingDepth``, ``maxMembersPerArchive``, ``followSymlinks``
+    limits: InputLimits = field(default_factory=InputLimits)
 
     KNOWN = ("pathpattern", "encoding", "maxdocbytes", "normalize")
 

@@ -80,10 +80,10 @@ class ScanReader(DataSourceReader):
         o = self.options
         files = discover(
             o.paths, glob_filter=self.glob_filter, recursive=o.recursive_file_lookup,
-            filter_zips=self.filter_zips,
+            filter_zips=self.filter_zips, follow_symlinks=o.limits.follow_symlinks,
         )  # fmt: skip
         parts = plan_partitions(
-            survey(files),
+            survey(files, limits=o.limits),
             max_partition_bytes=o.max_partition_bytes,
             num_partitions=o.num_partitions,
         )
@@ -99,8 +99,9 @@ class ScanReader(DataSourceReader):
         content_bytes = 0
         for unit in partition.units:
             for row in scan_unit(
-                unit, parser, content=content, mode=o.mode, include_skipped=o.include_skipped
-            ):
+                unit, parser, content=content, mode=o.mode, include_skipped=o.include_skipped,
+                limits=o.limits,
+            ):  # fmt: skip
                 rows.append(row)
                 if content and row[-1] is not None:
                     content_bytes += len(row[-1])

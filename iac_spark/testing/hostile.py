@@ -12,7 +12,9 @@ The cases: zip-slip names, a zip bomb lying about its size, an absurd declared
 size, ZIP64, 70,000 members, encrypted members, an empty zip, zero-byte members,
 duplicate names, GBK / unflagged UTF-8 names, a zip cut short inside its N-th
 member (optionally written with data descriptors), a CRC mismatch, gzip members,
-nesting past a depth limit, symlinks out of the input root and unreadable files.
+nesting past a depth limit, symlinks out of the input root, files that are not regular
+files (a FIFO), unreadable files, DICOM with absurd declared lengths and encapsulated
+pixel data that ends without its sequence delimiter.
 DICOM bytes are pydicom's ``CT_small.dcm`` with a new SOP Instance UID each
 (:func:`dicom_bytes`). Everything is deterministic.
 
@@ -48,18 +50,21 @@ __all__ = [
     "dicom_bytes",
     "runs_as_root_reader",
     "streamed_zip_bytes",
+    "write_absurd_dicom",
     "write_absurd_size",
     "write_all",
     "write_crc_mismatch",
     "write_cut_zip",
     "write_duplicate_names",
     "write_empty_zip",
+    "write_encapsulated",
     "write_encrypted",
     "write_gbk_names",
     "write_gzip_members",
     "write_many_members",
     "write_nested",
     "write_nul_name",
+    "write_special_files",
     "write_symlinks",
     "write_unreadable",
     "write_zero_byte",
@@ -601,32 +606,71 @@ def write_nested(
     )
 
 
-def write_symlinks(folder: Path, *, follow_symlinks: bool = False) -> HostileCase:
+def write_symlinks(
+    folder: Path, *, follow_symlinks: bool = False, outside: Path | None = None
+) -> HostileCase:
     """An input root ``root/`` with ``inside.dcm``, ``link_in.dcm`` (-> ``inside.dcm``),
-    ``link_out.dcm`` (-> ``../outside/secret.dcm``) and ``dir_out/`` (-> ``../outside``, so
-    ``dir_out/secret.dcm``). ``path`` is ``root``; ``file`` in each expectation is relative
-    to it. Unless ``follow_symlinks``, the two that leave the root are skipped (not read)."""
-    root, outside = folder / "root", folder / "outside"
+    ``link_out.dcm`` (-> ``<outside>/secret.dcm``) and ``dir_out/`` (-> ``<outside>``, so
+    ``dir_out/secret.dcm``); ``outside`` defaults to ``folder/outside`` (give a folder beside
+    ``folder`` to have the links leave ``folder`` itself too). ``path`` is ``root``; ``file``
+    in each expectation is relative to it.
+
+    Unless ``follow_symlinks``, the two links that leave the root are listed but not read:
+    ``link_out.dcm`` and the folder link ``dir_out`` (whose content is never listed) are
+    each one skipped input. With it, ``link_out.dcm`` and ``dir_out/secret.dcm`` are read.
+    """
+    root = folder / "root"
+    outside = outside or folder / "outside"
     root.mkdir(parents=True, exist_ok=True)
     outside.mkdir(parents=True, exist_ok=True)
     inside, secret = dicom_bytes(1300), dicom_bytes(1301)
     (root / "inside.dcm").write_bytes(inside)
     (outside / "secret.dcm").write_bytes(secret)
+    target = os.path.relpath(outside, root)
     os.symlink("inside.dcm", root / "link_in.dcm")
-    os.symlink(os.path.join("..", "outside", "secret.dcm"), root / "link_out.dcm")
-    os.symlink(os.path.join("..", "outside"), root / "dir_out", target_is_directory=True)
-    out: Fate = "ok" if follow_symlinks else "skipped"
-    reasons = () if follow_symlinks else ("symlink", "outside")
+    os.symlink(os.path.join(target, "secret.dcm"), root / "link_out.dcm")
+    os.symlink(target, root / "dir_out", target_is_directory=True)
+    links: tuple[Expect, ...]
+    if follow_symlinks:
+        links = (
+            Expect(None, "ok", data=secret, file="link_out.dcm"),
+            Expect(None, "ok", data=secret, file="dir_out/secret.dcm"),
+        )
+    else:
+        reasons = ("symlink", "outside")
+        links = (
+            Expect(None, "skipped", reasons, file="link_out.dcm"),
+            Expect(None, "skipped", reasons, file="dir_out"),
+        )
     return HostileCase(
         "symlinks",
         root,
         (
             Expect(None, "ok", data=inside, file="inside.dcm"),
             Expect(None, "ok", data=inside, file="link_in.dcm"),
-            Expect(None, out, reasons, data=secret, file="link_out.dcm"),
-            Expect(None, out, reasons, data=secret, file="dir_out/secret.dcm"),
+            *links,
         ),
         "link_in.dcm holds the same bytes as inside.dcm (a build counts it as a duplicate)",
+    )
+
+
+def write_special_files(folder: Path) -> HostileCase:
+    """``special/`` with a FIFO ``pipe.dcm`` (opening it for reading would block until a
+    writer comes) beside a good ``IM0001.dcm``: the FIFO is listed but never opened (one
+    skipped input). ``path`` is ``special/``."""
+    base = folder / "special"
+    base.mkdir(parents=True, exist_ok=True)
+    dcm = dicom_bytes(1350)
+    (base / "IM0001.dcm").write_bytes(dcm)
+    os.mkfifo(base / "pipe.dcm")
+    return HostileCase(
+        "special-files",
+        base,
+        (
+            Expect(None, "ok", data=dcm, file="IM0001.dcm"),
+            Expect(None, "skipped", ("not a regular file",), file="pipe.dcm"),
+        ),
+        "pipe.dcm is a FIFO: reading it would block",
     )
 
 
@@ -680,6 +724,109 @@ def write_unreadable(folder: Path) -> HostileCase:
     return HostileCase("unreadable", base, expect, note)
 
 
+def _encapsulated(i: int, frames: int = 4, frame_bytes: int = 3000) -> bytes:
+    """A JPEG Baseline DICOM whose pixel data is ``frames`` fragments of seeded random
+    bytes (never decoded here) and ends with its sequence delimiter, the file's last 8 bytes."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID, JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(io.BytesIO(_template()))
+    uid = UID(f"{_UID_ROOT}{i}")
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    del ds[0xFFFCFFFC]  # trailing padding: the pixels come last
+    ds.PixelData = encapsulate(
+        [random.Random(i * 100 + f).randbytes(frame_bytes) for f in range(frames)]
+    )
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.NumberOfFrames = frames
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    blob = buf.getvalue()
+    assert blob[-8:] == b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", "delimiter last"
+    return blob
+
+
+def write_encapsulated(
+    folder: Path,
+    name: str = "encaps.zip",
+    *,
+    compression: int = zipfile.ZIP_DEFLATED,
+    frames: int = 4,
+    frame_bytes: int = 3000,
+) -> HostileCase:
+    """Encapsulated (JPEG Baseline) pixel data, ``frames`` fragments of ``frame_bytes``
+    bytes: ``ENC/ok.dcm`` intact; ``ENC/no_delimiter.dcm`` without its final sequence
+    delimiter (the file ends right after its last fragment); ``ENC/cut_fragment.dcm`` cut
+    inside its last fragment; ``ENC/absurd_fragment.dcm`` whose second fragment declares
+    0x7FFFFFF0 bytes. Only the first is ok: a metadata-only scan finds the others by
+    walking the fragment headers (past the 32 KiB a header parse reads, with more or
+    bigger fragments)."""
+    ok = _encapsulated(1500, frames, frame_bytes)
+    no_delim = _encapsulated(1501, frames, frame_bytes)[:-8]
+    cut = _encapsulated(1502, frames, frame_bytes)[: -frame_bytes // 2]
+    absurd = bytearray(_encapsulated(1503, frames, frame_bytes))
+    first = absurd.index(b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff") + 12  # offset table item
+    second = first + 8 + struct.unpack_from("<I", absurd, first + 4)[0]
+    second = second + 8 + struct.unpack_from("<I", absurd, second + 4)[0]  # 2nd fragment
+    struct.pack_into("<I", absurd, second + 4, 0x7FFFFFF0)
+    members = [
+        ("ENC/ok.dcm", ok),
+        ("ENC/no_delimiter.dcm", no_delim),
+        ("ENC/cut_fragment.dcm", cut),
+        ("ENC/absurd_fragment.dcm", bytes(absurd)),
+    ]
+    cut_reasons = ("TruncatedMemberError",)
+    return HostileCase(
+        "encapsulated",
+        _write(folder / name, zip_bytes(members, compression=compression)),
+        (
+            Expect("ENC/ok.dcm", "ok", data=ok),
+            Expect("ENC/no_delimiter.dcm", "error", ("sequence delimiter",)),
+            Expect("ENC/cut_fragment.dcm", "error", cut_reasons),
+            Expect("ENC/absurd_fragment.dcm", "error", ("declares 2147483632 bytes",)),
+        ),
+        "deflated" if compression == zipfile.ZIP_DEFLATED else "stored (the walk seeks)",
+    )
+
+
+def write_absurd_dicom(folder: Path, name: str = "absurd-dicom.zip") -> HostileCase:
+    """DICOM elements that declare lengths far past their member: ``ABS/pixel.dcm`` (pixel
+    data of 0x7FFFFFF0 bytes), ``ABS/private.dcm`` (a private UN element of 0x7FFFFFF0 bytes
+    just before the pixels, swallowing them), ``ABS/name.dcm`` (Patient's Name declaring
+    65,520 bytes); beside them a good ``ABS/ok.dcm``. Each bad one is an error row."""
+    raw = dicom_bytes(1600)
+    pix = raw.index(b"\xe0\x7f\x10\x00")
+    pixel = bytearray(dicom_bytes(1601))
+    struct.pack_into("<I", pixel, pix + 8, 0x7FFFFFF0)
+    private = dicom_bytes(1602)
+    element = struct.pack("<HH2sHI", 0x0019, 0x1010, b"UN", 0, 0x7FFFFFF0) + b"abcd"
+    private = private[:pix] + element + private[pix:]
+    name_blob = bytearray(dicom_bytes(1603))
+    at = name_blob.index(b"\x10\x00\x10\x00PN")
+    struct.pack_into("<H", name_blob, at + 6, 0xFFF0)
+    members = [
+        ("ABS/ok.dcm", raw),
+        ("ABS/pixel.dcm", bytes(pixel)),
+        ("ABS/private.dcm", private),
+        ("ABS/name.dcm", bytes(name_blob)),
+    ]
+    reasons = ("declares", "TruncatedMemberError")
+    return HostileCase(
+        "absurd-dicom",
+        _write(folder / name, zip_bytes(members)),
+        (
+            Expect("ABS/ok.dcm", "ok", data=raw),
+            Expect("ABS/pixel.dcm", "error", reasons),
+            Expect("ABS/private.dcm", "error", reasons),
+            Expect("ABS/name.dcm", "error", reasons),
+        ),
+    )
+
+
 def write_all(
     folder: Path,
     *,
@@ -688,11 +835,12 @@ def write_all(
     max_member_bytes: int = MAX_IN_MEMORY_BYTES,
     max_nesting_depth: int = 4,
 ) -> list[HostileCase]:
-    """Every case above under ``folder`` (zips at its top; ``root/``, ``outside/`` and
+    """Every case above under ``folder`` (zips at its top; ``root/``, ``special/`` and
     ``unreadable/`` folders); expectations for the given limits and no symlink following.
 
-    A scan of ``folder`` as one input root therefore also sees ``outside/secret.dcm``
-    directly; scan ``folder / "root"`` for the symlink case on its own.
+    The symlinks of ``root/`` point at ``<folder>-outside/``, a folder *beside* ``folder``,
+    so they leave ``folder`` too: a scan of ``folder`` as one input root skips them, as a
+    scan of ``folder / "root"`` does.
     """
     folder.mkdir(parents=True, exist_ok=True)
     cases = [
@@ -712,8 +860,12 @@ def write_all(
         write_crc_mismatch(folder),
         write_gzip_members(folder, bomb_bytes=bomb_bytes, max_member_bytes=max_member_bytes),
         write_nested(folder, levels=max_nesting_depth + 1, max_nesting_depth=max_nesting_depth),
-        write_symlinks(folder),
+        write_symlinks(folder, outside=folder.parent / f"{folder.name}-outside"),
+        write_special_files(folder),
         write_unreadable(folder),
+        write_encapsulated(folder),
+        write_encapsulated(folder, "encaps-stored.zip", compression=zipfile.ZIP_STORED),
+        write_absurd_dicom(folder),
     ]
     if many_members:
         cases.append(write_many_members(folder, members=many_members))
