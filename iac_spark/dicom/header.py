@@ -4,9 +4,13 @@ The caller hands a ``fetch(n)`` function that returns the next ``n`` bytes of th
 member stream (a zip member inflates lazily), plus the member's full size from the
 zip directory. We read a small prefix, parse it with pydicom
 (``stop_before_pixels=True``) and read more only if the header is longer than
-the prefix. Pixel data is never inflated, yet truncation is still caught: the
-pixel element's declared length is checked against the member size, and so is
-the last element of a header that ends early.
+the prefix. Pixel data is not read, yet truncation is still caught: the pixel
+element's declared length is checked against the member size, and so is the element
+ending furthest in a header that ends early. Encapsulated (undefined-length) pixel data
+must end in its sequence delimiter: its fragment items are walked by their 8-byte
+headers (seeking past each fragment where the stream can seek; a deflated zip member
+cannot, so its fragments are inflated and discarded), so a member cut inside its
+fragments is an error even in metadata-only scans.
 
 Every :class:`Header` field comes from that one parse: the identifiers, the promoted
 catalog attributes (:mod:`iac_spark.dicom.attributes`) and, unless ``meta=False``, the
@@ -124,8 +128,14 @@ _NON_DICOM_NAMES = frozenset({"license", "readme", "thumbs.db", ".ds_store", "ma
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_INITIAL_PREFIX = 32 * 1024
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+# a CT/MR header is 2-4 KiB: inflate little first (inflating is a tenth of a scan's CPU) and
+# grow geometrically when the header is longer
+_INITIAL_PREFIX = 8 * 1024
+_WINDOW = 1 << 20  # bytes read at a time when walking fragments of a sequential stream
+_PIXEL_DATA = 0x7FE00010
+_ITEM = 0xFFFEE000
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
@@ -342,15 +352,19 @@ def parse_header(
     head: bytes = b"",
     cache: JsonEncoderCache | None = None,
     meta: bool = True,
+    promoted: bool = True,
 ) -> Header:
     """Parse the header of a DICOM member of ``size`` bytes, reading as little as possible.
 
-    ``fetch(n)`` returns the next ``n`` bytes of the member (fewer only at its end);
-    ``head`` is what the caller already read from the front. ``where`` (file + member)
+    ``fetch(n)`` returns the next ``n`` bytes of the member (fewer only at its end); it may
+    also have a ``skip(n)`` method that moves ``n`` bytes forward without returning them
+    (a seek), used to pass over encapsulated pixel fragments; ``head`` is what the caller
+    already read from the front. ``where`` (file + member)
     goes into every error message. ``cache`` memoises the DICOM JSON encoding
     (:class:`~iac_spark.dicom.dicom_json.JsonEncoderCache`); with ``meta=False`` the
-    encoder is not run at all and ``Header.meta`` is None (the other fields are the same).
-    Every other field comes from the same single parse.
+    encoder is not run at all and ``Header.meta`` is None (the other fields are the same);
+    with ``promoted=False`` the promoted attributes are not read (None), only the ``zipdcm``
+    contract fields. Every field comes from the same single parse.
 
     Raises :class:`EmptyMemberError`, :class:`NotDicomError`,
     :class:`TruncatedMemberError`, :class:`DicomParseError` or (``meta=True`` only)
@@ -410,6 +424,8 @@ def parse_header(
                 f"{where}: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} bytes ending at "
                 f"offset {end}, but the member has only {size} bytes"
             )
+        if length == 0xFFFFFFFF and tag == _PIXEL_DATA:
+            _check_fragments(buf, end - length, size, fetch, where, bool(little))
     elif ts != DeflatedExplicitVRLittleEndian:
         _check_last_element(ds, size, where)
     if len(ds) == 0 and not has_pixels:
@@ -422,7 +438,7 @@ def parse_header(
             meta_json = dataset_to_json(ds, cache=cache)
         except DicomJsonError as exc:
             raise DicomJsonError(f"{where}: {exc}") from exc
-    fields = read_attributes(ds)
+    fields = read_attributes(ds, promoted=promoted)
     if fields["sop_instance_uid"] is None:
         fields["sop_instance_uid"] = read.media_sop_instance_uid
     if fields["sop_class_uid"] is None:
@@ -445,19 +461,97 @@ def _grow(buf: bytes, fetch: Callable[[int], bytes], size: int, where: str) -> b
     return buf + more
 
 
+def _check_fragments(
+    buf: bytes, start: int, size: int, fetch: Callable[[int], bytes], where: str, little: bool
+) -> None:
+    """Encapsulated pixel data (undefined length) must end in its sequence delimiter
+    (FFFE,E0DD) within the member: walk the fragment items from ``start`` by their 8-byte
+    headers.
+
+    Headers inside ``buf`` (the prefix already read) are read from it. Past it, when
+    ``fetch`` has a ``skip(n)`` (a seek: bare files, stored zip members, bytes in memory),
+    each fragment is passed by a seek and only its 8-byte header is read; otherwise (a
+    deflated zip member, a gzip stream: sequential) the rest of the member is read in
+    1 MiB windows, headers picked out of them and everything else discarded. Cost: one
+    small read per fragment, or inflating the rest of the member once; memory stays at one
+    window. A fragment running past the member, a member ending without the delimiter, or
+    an item that is not a fragment is an error (:class:`TruncatedMemberError` /
+    :class:`DicomParseError`).
+    """
+    item = struct.Struct("<HHL" if little else ">HHL")
+    skip: Callable[[int], object] | None = getattr(fetch, "skip", None)
+    win, wstart = buf, 0  # bytes of the member from offset wstart on
+    pos = len(buf)  # the stream's position: the end of the window
+    p = start
+    n = 0
+    while True:
+        if p + 8 > size:
+            raise TruncatedMemberError(
+                f"{where}: encapsulated pixel data ends without its sequence delimiter "
+                f"(FFFE,E0DD): the member ends at byte {size}, after {n} items"
+            )
+        off = p - wstart
+        if off + 8 > len(win):
+            keep = win[off:] if off < len(win) else b""
+            if p > pos:  # a fragment longer than what is in hand: pass it
+                _skip(fetch, skip, p - pos)
+                pos = p
+            want = 8 - len(keep) if skip is not None else min(_WINDOW, size - pos)
+            more = fetch(max(want, 8 - len(keep)))
+            win, wstart, off = keep + more, p, 0
+            pos += len(more)
+            if len(win) < 8:
+                raise TruncatedMemberError(
+                    f"{where}: member ends inside its encapsulated pixel data (before byte "
+                    f"{p + 8}) but its directory declares {size} bytes"
+                )
+        group, elem, length = item.unpack_from(win, off)
+        tag = group << 16 | elem
+        if tag == _SEQUENCE_DELIMITER:
+            return
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            what = "undefined length" if tag == _ITEM else f"tag ({group:04X},{elem:04X})"
+            raise DicomParseError(
+                f"{where}: encapsulated pixel data: item {n + 1} at offset {p} has {what}, "
+                "not a fragment (FFFE,E000) of defined length"
+            )
+        n += 1
+        p += 8 + length
+        if p > size:
+            raise TruncatedMemberError(
+                f"{where}: pixel data fragment {n} declares {length} bytes ending at offset "
+                f"{p}, but the member has only {size} bytes"
+            )
+
+
+def _skip(fetch: Callable[[int], bytes], skip: Callable[[int], object] | None, n: int) -> None:
+    if skip is not None:
+        skip(n)
+        return
+    while n > 0:
+        chunk = fetch(min(n, _WINDOW))
+        if not chunk:
+            return
+        n -= len(chunk)
+
+
 def _check_last_element(ds: Dataset, size: int, where: str) -> None:
-    """A header that ends without pixel data is truncated if its last value runs past the end."""
+    """A header that ends without pixel data is truncated if a value runs past the end.
+
+    The element ending furthest (in file order, whatever its tag: a private element with
+    an absurd length swallows what follows it) is the one checked.
+    """
     if not len(ds):
         return
     stored = elements(ds)
     tags = element_tags(stored)
-    last = max(range(len(tags)), key=tags.__getitem__)
-    last_tag = tags[last]
-    span = raw_value_span(list(stored.values())[last])
-    if span is None or span[1] == 0xFFFFFFFF:
+    end, last_tag, length = -1, 0, 0
+    for tag, elem in zip(tags, stored.values(), strict=True):
+        span = raw_value_span(elem)
+        if span is not None and span[1] != 0xFFFFFFFF and span[0] + span[1] > end:
+            end, last_tag, length = span[0] + span[1], tag, span[1]
+    if end < 0:
         return
-    value_tell, length = span
-    end = value_tell + length
     if end > size:
         raise TruncatedMemberError(
             f"{where}: element ({last_tag >> 16:04X},{last_tag & 0xFFFF:04X}) declares {length} bytes "

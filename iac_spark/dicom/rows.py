@@ -22,8 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .dicom_json import JsonEncoderCache
 from .attributes import PROMOTED
+from .dicom_json import JsonEncoderCache
 from .header import Header, is_plainly_not_dicom, parse_header
 
 __all__ = ["CONTRACT_SCHEMA", "PROMOTED_SCHEMA", "DicomParser"]
@@ -74,7 +74,9 @@ PROMOTED_SCHEMA = pa.schema(
 
 
 # one list of promoted attributes: the header parse fills them, this schema types them
-assert tuple(PROMOTED_SCHEMA.names) == PROMOTED, "PROMOTED_SCHEMA must follow dicom.attributes.PROMOTED"
+assert tuple(PROMOTED_SCHEMA.names) == PROMOTED, (
+    "PROMOTED_SCHEMA must follow dicom.attributes.PROMOTED"
+)
 
 
 class DicomParser:
@@ -105,5 +107,8 @@ class DicomParser:
         data: bytes | None,
         fetch: Callable[[int], bytes],
     ) -> tuple[Any, ...]:
-        h: Header = parse_header(fetch, size, where, head=head, cache=self.cache, meta=self.meta)
+        h: Header = parse_header(
+            fetch, size, where, head=head, cache=self.cache, meta=self.meta,
+            promoted=self.promoted,
+        )  # fmt: skip
         return tuple([getattr(h, n) for n in self._names])
