@@ -12,9 +12,12 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BuildError",
     "CatalogError",
+    "CorruptPackError",
     "CorruptZipError",
     "DeltaJarsNotFoundError",
     "DicomJsonError",
@@ -24,6 +27,7 @@ __all__ = [
     "InputNotFoundError",
     "JavaNotFoundError",
     "MemberTooLargeError",
+    "MissingPackError",
     "NotDicomError",
     "OptionError",
     "TruncatedMemberError",
@@ -113,6 +117,46 @@ class DicomJsonError(MemberError):
 class MemberTooLargeError(MemberError):
     """A member (or nested zip) is larger than the configured memory bound, or inflates past
     its declared size (a zip bomb). Raise the bound only if the machine has the memory."""
+
+
+class CorruptPackError(IacSparkError, OSError):
+    """A pack's bytes are not the ones that were published.
+
+    Raised when a section of the pack (``header``, ``slide table``, ``index table``) does not
+    parse or holds invalid data, or when a record's stored bytes do not have the CRC-32 that
+    its index row records (``row`` is then set). No byte of a corrupted record is returned.
+    The message names the pack file, the section or row, and what differs. Run
+    ``iac-spark verify OUT`` to list every problem of a catalog, then restore the pack file
+    from a copy (packs are immutable: any copy of the same file is good) or rebuild the
+    dataset from its sources.
+    """
+
+    def __init__(
+        self, message: str, *, pack: str, section: str | None = None, row: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.pack, self.section, self.row = pack, section, row
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword fields survive pickling (worker → driver)
+        return (_rebuild_error, (type(self), str(self), self.pack, self.section, self.row))
+
+
+class MissingPackError(CorruptPackError, FileNotFoundError):
+    """A pack file named by the catalog (or a caller) does not exist.
+
+    ``vacuum`` never removes a pack the catalog references, so the file was deleted or moved
+    by hand, or the catalog was copied without its ``packs/`` folder. The message names the
+    path; restore the file (or the whole OUT folder) from a copy.
+    """
+
+
+def _rebuild_error(
+    cls: type[CorruptPackError], message: str, pack: str, section: str | None, row: int | None
+) -> CorruptPackError:
+    return cls(message, pack=pack, section=section, row=row)
 
 
 class BuildError(IacSparkError, RuntimeError):

@@ -1,8 +1,10 @@
 """Progress lines for long Spark jobs: tasks done, bytes, rate and ETA.
 
-:class:`SparkProgress` polls Spark's status tracker from a background thread while a
-job runs and hands one line every few seconds to ``emit`` (default: print to stderr).
-``planned_bytes`` lets it turn finished tasks into bytes, rate and ETA.
+:class:`SparkProgress` hands one line every few seconds to ``emit`` (default: print to
+stderr) while a job runs. On a classic session it polls the SparkContext's status tracker from
+a background thread; a Spark Connect session has no SparkContext, so there it registers a
+progress handler, which the Connect client calls with the server's stage reports while the
+job's results stream in. ``planned_bytes`` lets it turn finished tasks into bytes, rate and ETA.
 
 Example:
     >>> from iac_spark.progress import format_bytes
@@ -15,12 +17,15 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
+
+from .session import is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from pyspark.sql.connect.shell.progress import ProgressHandler
 
 __all__ = ["SparkProgress", "format_bytes", "format_seconds"]
 
@@ -66,8 +71,13 @@ class SparkProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0
+        self._connect = is_connect(spark)
+        self._operation: str | None = None  # Connect: the operation id of our job
+        self._last = ""  # "label: tasks a/b" of the last line emitted
+        self._emitted = 0.0
 
     def _line(self) -> str | None:
+        """The status tracker's tasks done / total of the active jobs (classic sessions)."""
         try:
             tracker = self.spark.sparkContext.statusTracker()
             done = total = 0
@@ -80,8 +90,11 @@ class SparkProgress:
                     if stage is not None:
                         done += stage.numCompletedTasks
                         total += stage.numTasks
-        except Exception:  # Spark Connect has no status tracker: stay quiet
+        except Exception:  # no status tracker (a stopped context): stay quiet
             return None
+        return self._format(done, total)
+
+    def _format(self, done: int, total: int) -> str | None:
         if total == 0:
             return None
         elapsed = time.monotonic() - self._started
@@ -96,6 +109,35 @@ class SparkProgress:
             line += f", ETA {format_seconds(eta)}" if eta is not None else ""
         return line + f", {format_seconds(elapsed)} elapsed"
 
+    def _connect_update(
+        self,
+        stages: Iterable[Any] | None = None,
+        inflight_tasks: int = 0,
+        operation_id: str | None = None,
+        done: bool = False,
+    ) -> None:
+        """Spark Connect progress handler: the server's stage reports of our operation.
+
+        Handlers are per session, so the first operation seen while active is ours and
+        others' (another thread's queries on the same session) are ignored. A line goes out
+        when the task count moved, at most every ``interval`` seconds, and once all are done.
+        """
+        if operation_id is not None:
+            if self._operation is None:
+                self._operation = operation_id
+            elif operation_id != self._operation:
+                return
+        stages = list(stages or [])
+        finished = sum(int(st.num_completed_tasks) for st in stages)
+        total = sum(int(st.num_tasks) for st in stages)
+        line = self._format(finished, total)
+        if line is None or line.split(",")[0] == self._last:
+            return
+        now = time.monotonic()
+        if done or finished == total or now - self._emitted >= self.interval:
+            self.emit(line)
+            self._last, self._emitted = line.split(",")[0], now
+
     def _run(self) -> None:
         last = ""
         while not self._stop.wait(self.interval):
@@ -105,9 +147,14 @@ class SparkProgress:
                 last = line.split(",")[0]
 
     def __enter__(self) -> SparkProgress:
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="iac-spark-progress", daemon=True)
-        self._thread.start()
+        self._started = self._emitted = time.monotonic()
+        if self._connect:
+            self.spark.registerProgressHandler(cast("ProgressHandler", self._connect_update))
+        else:
+            self._thread = threading.Thread(
+                target=self._run, name="iac-spark-progress", daemon=True
+            )
+            self._thread.start()
         return self
 
     def __exit__(
@@ -117,5 +164,7 @@ class SparkProgress:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
+        if self._connect:
+            self.spark.removeProgressHandler(cast("ProgressHandler", self._connect_update))
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -3,7 +3,12 @@
 ``local_session(delta=True)`` starts the session with Delta Lake from the jars that
 ``make delta-jars`` caches under ``.cache/delta-jars/<version>/`` (or the folder named by
 ``IAC_SPARK_DELTA_JARS``): the jars must be on the JVM's classpath when it starts, so that
-has to be the process's first session.
+has to be the process's first session. ``local_session("local-cluster[2,1,1024]")`` starts
+Spark's multi-JVM test cluster (two executor JVMs, each with its own Python workers) from the
+pyspark install. ``remote_session()`` is the Spark Connect counterpart (what Databricks
+serverless and Databricks Connect use): ``remote_session("local[2]")`` starts pyspark's
+built-in local Connect server in this process, ``remote_session("sc://host:15002")`` connects
+to a running one.
 
 Example:
     >>> import iac_spark
@@ -14,10 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
+import warnings
+import weakref
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +41,10 @@ __all__ = [
     "DELTA_JARS_ENV",
     "check_java",
     "delta_jars",
+    "is_connect",
     "local_session",
     "register",
+    "remote_session",
 ]
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -131,14 +141,83 @@ def _joined(*values: object) -> str:
     return ",".join(str(v) for v in values if v)
 
 
+def is_connect(spark: object) -> bool:
+    """True when ``spark`` is a Spark Connect session (no SparkContext, no JVM in this process).
+
+    Looks at the class only, so it needs neither a server round trip nor ``pyspark[connect]``.
+
+    >>> is_connect(object())
+    False
+    """
+    return type(spark).__module__.startswith("pyspark.sql.connect.")
+
+
+# sessions our sources are registered on: registering again replaces them, which a Connect
+# server logs as a warning on every build
+_REGISTERED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def register(spark: SparkSession) -> SparkSession:
-    """Register the ``zipdcm``, ``ziptext`` and ``iac`` data sources on ``spark`` (idempotent)."""
+    """Register the ``zipdcm``, ``ziptext`` and ``iac`` data sources on ``spark`` (idempotent).
+
+    Works on classic and Spark Connect sessions alike: Connect ships the (cloudpickled) source
+    classes to the server, whose Python workers import ``iac_spark`` by name, so the package
+    must be installed where the server's and the executors' Python workers run.
+    """
     from .sources import ZipDcmDataSource, ZipTextDataSource
     from .sources.iac import IacDataSource
 
+    try:
+        if spark in _REGISTERED:
+            return spark
+    except TypeError:  # not weak-referenceable: register every time
+        pass
     for source in (ZipDcmDataSource, ZipTextDataSource, IacDataSource):
         spark.dataSource.register(source)
+    with contextlib.suppress(TypeError):
+        _REGISTERED.add(spark)
     return spark
+
+
+def _settings(delta: bool, shuffle_partitions: int, conf: dict[str, Any] | None) -> dict[str, str]:
+    """Spark settings of a session we start (UI off, Arrow on; Delta Lake with ``delta``)."""
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.driver.memory": os.environ.get("IAC_SPARK_DRIVER_MEMORY", "4g"),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",
+    }
+    given = {str(k): str(v) for k, v in (conf or {}).items()}
+    settings.update(given)
+    if delta:
+        settings["spark.jars"] = _joined(*delta_jars(), given.get("spark.jars"))
+        settings["spark.sql.extensions"] = _joined(
+            DELTA_EXTENSION, given.get("spark.sql.extensions")
+        )
+        settings.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        # Delta replays a table's log in 50 tasks by default, sized for clusters: locally every
+        # small commit would pay for them (the catalog's commits took twice as long)
+        settings.setdefault("spark.databricks.delta.snapshotPartitions", str(shuffle_partitions))
+    return settings
+
+
+def _local_environment(master: str) -> None:
+    """Environment of a JVM this process starts: Python workers run this interpreter."""
+    check_java()
+    if master.startswith("local"):  # local[N], local-cluster[...]
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # skip slow hostname lookups
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def _quiet_logs() -> None:
+    """Log level of the SparkContext in this process (a classic session, or a local Connect
+    server's): ``IAC_SPARK_LOG_LEVEL``, default ERROR."""
+    from pyspark import SparkContext
+
+    SparkContext.getOrCreate().setLogLevel(os.environ.get("IAC_SPARK_LOG_LEVEL", "ERROR"))
 
 
 def local_session(
@@ -151,10 +230,16 @@ def local_session(
 ) -> SparkSession:
     """A local SparkSession (UI off, quiet logs) with our sources registered.
 
-    ``delta=True`` adds Delta Lake: the :func:`delta_jars` as ``spark.jars``, its SQL
-    extension and ``DeltaCatalog`` as ``spark_catalog`` (``conf`` values for ``spark.jars`` or
-    ``spark.sql.extensions`` are added to, not replaced). Reuses an active session if there
-    is one. Raises :class:`JavaNotFoundError` when Java is missing, instead of PySpark's long
+    ``master`` is ``local[N]`` (one JVM; tasks in its threads) or
+    ``local-cluster[W,C,M]``: Spark's multi-JVM test cluster, W executor JVMs of C cores and
+    M MB each, started from the pyspark install (``SPARK_HOME`` is pyspark's folder, whose
+    ``bin/spark-class`` launches them), each with its own Python workers and working directory
+    (under ``$SPARK_HOME/work``, or a temporary folder when ``SPARK_TESTING`` is set); any
+    other master URL works too. ``delta=True`` adds Delta Lake: the :func:`delta_jars` as
+    ``spark.jars``, its SQL extension and ``DeltaCatalog`` as ``spark_catalog`` (``conf``
+    values for ``spark.jars`` or ``spark.sql.extensions`` are added to, not replaced). Reuses
+    an active session if there is one (also a Spark Connect one, e.g. with ``SPARK_REMOTE``
+    set). Raises :class:`JavaNotFoundError` when Java is missing, instead of PySpark's long
     stack trace, and :class:`DeltaJarsNotFoundError` when ``delta=True`` finds no jars or
     the process already runs a session without Delta.
 
@@ -168,34 +253,60 @@ def local_session(
     active = SparkSession.getActiveSession()
     if active is not None:
         return register(_require_delta(active) if delta else active)
-    check_java()
-    settings = {str(k): str(v) for k, v in (conf or {}).items()}
-    if delta:
-        settings["spark.jars"] = _joined(*delta_jars(), settings.get("spark.jars"))
-        settings["spark.sql.extensions"] = _joined(
-            DELTA_EXTENSION, settings.get("spark.sql.extensions")
-        )
-        settings.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
-        # Delta replays a table's log in 50 tasks by default, sized for clusters: locally every
-        # small commit would pay for them (the catalog's commits took twice as long)
-        settings.setdefault("spark.databricks.delta.snapshotPartitions", str(shuffle_partitions))
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # skip slow hostname lookups
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.driver.memory", os.environ.get("IAC_SPARK_DRIVER_MEMORY", "4g"))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.python.worker.reuse", "true")
-    )
-    for key, value in settings.items():
+    _local_environment(master)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in _settings(delta, shuffle_partitions, conf).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("IAC_SPARK_LOG_LEVEL", "ERROR"))
+    if not is_connect(spark):  # SPARK_REMOTE / spark.api.mode=connect give a Connect session
+        _quiet_logs()
     # getOrCreate reuses a SparkContext of this process, whose JVM ignores new spark.jars
+    return register(_require_delta(spark) if delta else spark)
+
+
+def remote_session(
+    url: str = "local[2]",
+    *,
+    delta: bool = False,
+    app_name: str = "iac_spark",
+    shuffle_partitions: int = 8,
+    conf: dict[str, Any] | None = None,
+) -> SparkSession:
+    """A Spark Connect session with our sources registered (``pyspark[connect]`` needed).
+
+    ``url`` ``local[N]``: pyspark starts its built-in Connect server inside this process
+    (``SparkSession.builder.remote("local[N]")``) with the settings of :func:`local_session`
+    (``delta``, ``shuffle_partitions``, ``conf``) and quiet logs; the process must not run a
+    classic session already (pyspark refuses), and the server listens on port 15002 (on a
+    free port when ``SPARK_TESTING`` is set). ``url`` ``sc://host:port/;token=...``: a running
+    Connect server; ``conf`` then holds runtime (SQL) settings only and ``delta`` is the
+    server's business. The client has no SparkContext: relative paths given to
+    ``spark.read.format("zipdcm").load(...)`` resolve on the server, so pass absolute ones
+    (the library's own entry points, e.g. :func:`iac_spark.catalog.build`, resolve theirs
+    in this process).
+
+    Example:
+        >>> spark = remote_session("local[2]")                                  # doctest: +SKIP
+        >>> spark.read.format("zipdcm").load("/data/zips").count()              # doctest: +SKIP
+        240
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(url).appName(app_name)
+    local = url.startswith("local")
+    if local:
+        _local_environment(url)
+        settings = _settings(delta, shuffle_partitions, conf)
+    else:
+        settings = {str(k): str(v) for k, v in (conf or {}).items()}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    with warnings.catch_warnings():
+        # pyspark starts the local server with every setting, then also tries to set the
+        # static ones (spark.ui.enabled, spark.jars, ...) on the new Connect session and
+        # warns that it cannot: they are in force on the server already
+        warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
+        spark = builder.getOrCreate()
+    if local:
+        _quiet_logs()
     return register(_require_delta(spark) if delta else spark)

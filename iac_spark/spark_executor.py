@@ -4,7 +4,13 @@
 ``spark.range(n, numPartitions=n).mapInArrow(...)`` gives exactly one Spark task per spec, the
 spec list travels with the (cloudpickled) function, and only successful attempts' results
 reach the driver (``collect``), which is what makes per-attempt staging files safe. It works on
-classic sessions and over Spark Connect (no SparkContext needed).
+classic sessions and over Spark Connect (no SparkContext needed: there the "driver" of the
+build is this client process, which plans, merges and commits).
+
+Before a build writes anything, :meth:`SparkExecutor.check_visible` proves that the Spark tasks
+see OUT as this process does (one tiny job; see its docstring for when it is skipped), so a
+build on a cluster whose executors cannot reach OUT fails up front with one sentence instead of
+failing its tasks one by one.
 
 :func:`build_packs` keeps the DataFrame entry point: the DataFrame (any ``zipdcm`` load, filtered
 as the user likes) *is* the scan, written to staging by a Spark job; plan, pack tasks and merge
@@ -24,7 +30,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
+import socket
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -34,13 +44,15 @@ from .errors import BuildError
 from .inputs.scan import SourceCounts
 from .packing.build import DICOM, BuildKind, BuildResult, BuildSettings, ScanPhase, build_from_scan
 from .packing.executor import Attempt, Progress, TaskFn
+from .packing.layout import staging_dir
 from .packing.scanning import ScanTaskResult
 from .progress import SparkProgress
+from .session import is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkExecutor", "build_packs"]
+__all__ = ["SparkExecutor", "VisibilityProbe", "build_packs", "check_probes", "probe_visibility"]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -66,6 +78,73 @@ def _runner(fn: TaskFn[Any, Any], specs: Sequence[Any]) -> Any:
     return run
 
 
+#: At most this many tasks probe OUT's visibility (spread over the executors by the scheduler).
+PROBE_TASKS = 8
+
+
+@dataclass(frozen=True)
+class VisibilityProbe:
+    """What one probe task saw of the marker the driver wrote under ``OUT/_staging``.
+
+    ``token`` is the marker's content as the task read it (None: it could not read it);
+    ``reply`` the file the task wrote beside it for the driver to find (None: it could not).
+    """
+
+    host: str
+    cwd: str
+    token: str | None
+    reply: str | None
+    error: str | None = None
+
+
+def probe_visibility(marker: str, attempt: Attempt) -> VisibilityProbe:
+    """The probe task: read the driver's ``marker``, and write a reply file beside it."""
+    host, cwd = socket.gethostname(), os.getcwd()
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            token = fh.read()
+    except OSError as exc:
+        return VisibilityProbe(host, cwd, None, None, f"{type(exc).__name__}: {exc}")
+    reply = f"{marker}.reply-{attempt.task_id}-a{attempt.attempt_id}"
+    try:
+        with open(reply, "w", encoding="utf-8") as fh:
+            fh.write(token)
+    except OSError as exc:
+        return VisibilityProbe(host, cwd, token, None, f"{type(exc).__name__}: {exc}")
+    return VisibilityProbe(host, cwd, token, reply)
+
+
+def check_probes(out: str, marker: str, token: str, probes: Sequence[VisibilityProbe]) -> None:
+    """Raise :class:`BuildError` in one sentence unless every probe saw the driver's marker and
+    the driver sees every probe's reply (pure: the driver's half of :meth:`check_visible`)."""
+    for p in probes:
+        where = f"a Spark task on {p.host} (working directory {p.cwd})"
+        if p.token is None:
+            problem = f"{where} cannot read the marker {marker} the driver wrote ({p.error})"
+        elif p.token != token:
+            problem = f"{where} finds another file at {marker}, so it sees a different directory"
+        elif p.reply is None:
+            problem = f"{where} cannot write beside the marker ({p.error})"
+        elif not _holds(p.reply, token):
+            problem = f"the driver cannot see the file {p.reply} that {where} wrote"
+        else:
+            continue
+        raise BuildError(
+            f"OUT {out} is not visible to the Spark executors as it is to the driver: {problem}; "
+            "put OUT (and the inputs) on a filesystem that the driver and every executor "
+            "share, such as a Databricks Volume (/Volumes/<catalog>/<schema>/<volume>/...) "
+            "or a shared network mount."
+        )
+
+
+def _holds(path: str, token: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read() == token
+    except OSError:
+        return False
+
+
 class SparkExecutor:
     """Run build tasks as Spark tasks on ``spark`` (classic or Spark Connect)."""
 
@@ -73,14 +152,36 @@ class SparkExecutor:
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
+        self._parallelism: int | None = None
 
     def __repr__(self) -> str:
         return f"SparkExecutor({self.spark!r})"
 
     def parallelism(self) -> int:
-        try:
+        """The session's default parallelism (total executor cores, or ``local[N]``'s N).
+
+        Spark Connect has no SparkContext to ask: there one tiny job counts the partitions
+        that ``spark.range`` gets by default (which is that default parallelism), once per
+        SparkExecutor; this process's CPU count is the last resort.
+        """
+        if self._parallelism is None:
+            self._parallelism = self._find_parallelism()
+        return self._parallelism
+
+    def _find_parallelism(self) -> int:
+        if not is_connect(self.spark):
             return int(self.spark.sparkContext.defaultParallelism)
-        except Exception:  # Spark Connect has no SparkContext
+        try:
+            from pyspark.sql import functions as F
+
+            row = (
+                self.spark.range(0, 1 << 16)
+                .select(F.spark_partition_id().alias("p"))
+                .agg(F.max("p").alias("p"))
+                .first()
+            )
+            return int(row["p"]) + 1 if row is not None and row["p"] is not None else 1
+        except Exception:  # a server that refuses: fall back to this machine
             return os.cpu_count() or 2
 
     def run(
@@ -112,8 +213,54 @@ class SparkExecutor:
             raise BuildError(f"{phase}: expected one result per task, got {sorted(by_task)}")
         return [pickle.loads(by_task[i]) for i in range(n)]
 
+    def shares_filesystem(self) -> bool:
+        """True when the tasks provably run on this machine, as threads of this process's JVM.
+
+        Only a classic session with a ``local`` / ``local[N]`` master: its tasks' Python
+        workers are children of this process's JVM. ``local-cluster[...]`` and cluster masters
+        run executors elsewhere (other JVMs, other working directories, other machines); over
+        Spark Connect this process cannot know where the server runs (a local one, or a
+        Databricks cluster reached from a laptop), so neither counts.
+        """
+        if is_connect(self.spark):
+            return False
+        master = str(self.spark.sparkContext.master)
+        return master == "local" or master.startswith("local[")
+
     def check_visible(self, path: str) -> None:
-        return None  # see iac_spark.cluster for the shared-filesystem check
+        """Raise :class:`BuildError` unless the Spark tasks see the directory ``path`` (OUT)
+        as this process does, before the build writes anything there.
+
+        This process writes a marker holding a random token under ``OUT/_staging/``; one tiny
+        job of up to :data:`PROBE_TASKS` tasks reads it back and writes a reply beside it,
+        which this process then reads (both directions matter: the tasks write the staging
+        files that this process merges). Skipped where :meth:`shares_filesystem` (classic
+        ``local[N]``); always run over Spark Connect. The probe files are removed afterwards
+        (a reply written where only the executors see it stays there).
+        """
+        if self.shares_filesystem():
+            return
+        out = os.path.abspath(path)
+        token = uuid.uuid4().hex
+        probe_dir = staging_dir(out, f"_visible-{token}")
+        marker = os.path.join(probe_dir, "marker")
+        try:
+            os.makedirs(probe_dir, exist_ok=True)
+            with open(marker, "w", encoding="utf-8") as fh:
+                fh.write(token)
+        except OSError as exc:
+            raise BuildError(f"cannot write under OUT {out}: {exc}") from exc
+        try:
+            n = max(1, min(self.parallelism(), PROBE_TASKS))
+            try:
+                probes = self.run(probe_visibility, [marker] * n, phase="visibility check")
+            except Exception as exc:
+                raise BuildError(
+                    f"the visibility check of OUT {out} failed as a Spark job: {exc}"
+                ) from exc
+            check_probes(out, marker, token, probes)
+        finally:
+            shutil.rmtree(probe_dir, ignore_errors=True)
 
 
 def _dataframe_scan(df: DataFrame, kind: BuildKind) -> ScanPhase:

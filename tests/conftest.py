@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +79,52 @@ def testdata_dir() -> Path:
     from pydicom.data import get_testdata_file
 
     return Path(get_testdata_file("CT_small.dcm")).parent
+
+
+def _failure_digest(text: str, first: int = 15, tail: int = 3000) -> str:
+    """The first error lines of a Spark log (JVM frames left out) and its tail."""
+    errors = [
+        ln
+        for ln in text.splitlines()
+        if ("Error" in ln or "Exception" in ln) and not ln.lstrip().startswith("at ")
+    ]
+    return "\n".join(["first errors:", *errors[:first], "...", text[-tail:]])
+
+
+@pytest.fixture(scope="session")
+def spark_driver() -> Callable[..., dict[str, Any]]:
+    """Run a test module as a Spark driver script in a subprocess; returns its JSON result.
+
+    For sessions that cannot live beside the suite's ``spark`` (one SparkContext per process):
+    Spark Connect's local server and ``local-cluster``. ``run(script, cwd=..., timeout=...)``
+    starts ``python script RESULT_JSON`` in ``cwd`` with this environment less anything that
+    would attach it to another JVM or Connect server, and ``SPARK_TESTING=1`` (a free port for
+    a local Connect server, temporary work folders for local-cluster workers).
+    """
+
+    def run(script: str, *, cwd: Path, timeout: float) -> dict[str, Any]:
+        drop = ("PYSPARK_GATEWAY", "SPARK_REMOTE", "SPARK_CONNECT_MODE", "SPARK_LOCAL_REMOTE")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        env.pop("SPARK_API_MODE", None)
+        env.update(SPARK_TESTING="1", PYSPARK_PYTHON=sys.executable)
+        result = cwd / f".{Path(script).stem}-result.json"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, os.path.abspath(script), str(result)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0 or not result.is_file():
+            pytest.fail(
+                f"{Path(script).name} as a Spark driver failed (exit {done.returncode}):\n"
+                + _failure_digest(done.stderr)
+            )
+        seen: dict[str, Any] = json.loads(result.read_text())
+        seen.setdefault("seconds", {})["subprocess"] = round(time.perf_counter() - started, 2)
+        print(f"{Path(script).name} driver timings (s): {seen['seconds']}")
+        return seen
+
+    return run

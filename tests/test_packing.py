@@ -173,7 +173,9 @@ def test_task_reports_unreadable_members(tmp_path: Path, testdata_dir: Path) -> 
     task_file = tmp_path / "task.arrow"
     with pa.OSFile(str(task_file), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as wr:
         wr.write_table(rows)
-    spec = PackTaskSpec(TaskPlan(0, str(task_file), 3, 0), str(tmp_path), "dicom_p10", ZSTD, dicom_members)
+    spec = PackTaskSpec(
+        TaskPlan(0, str(task_file), 3, 0), str(tmp_path), "dicom_p10", ZSTD, dicom_members
+    )
     result = run_pack_task(spec, Attempt(0, 5))
     assert result.packed == {z: 1}
     assert [i.source_member for i in result.issues] == ["gone.dcm", "ok.dcm"]

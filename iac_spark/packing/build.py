@@ -21,16 +21,19 @@ Example:
     >>> from iac_spark.inputs import discover, survey                                # doctest: +SKIP
     >>> result = run_build(survey(discover(["demo_data"])), "demo_out", executor=LocalExecutor())  # doctest: +SKIP
     >>> print(result.summary())                                                      # doctest: +SKIP
-    run 20261122T210000Z-3f2a9c1d: 1 packs, 240 records (61.2 MB raw → 20.4 MB stored), 0 duplicates, ...
+    run 20261122T210000123456Z-3f2a9c1d: 1 packs, 240 records (61.2 MB raw → 20.4 MB stored), 0 duplicates, ...
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import re
+import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -43,11 +46,13 @@ import pyarrow.compute as pc
 
 from ..dicom.rows import DicomParser
 from ..errors import BuildError, OptionError
+from ..inputs.discover import normalize_path
+from ..inputs.limits import InputLimits
 from ..inputs.plan import plan_partitions
 from ..inputs.scan import MemberParser
 from ..inputs.survey import Source
 from ..text.rows import TextParser
-from .executor import Executor, Progress, TaskFn
+from .executor import Executor, Metered, Progress, TaskFn, TaskWatcher
 from .layout import LAYOUTS, RecordCodec, staging_dir
 from .merge import DEFAULT_PACK_TARGET_BYTES, PackInfo, merge_segments, remove_tree
 from .patient_task import FALLBACKS, run_patient_task
@@ -75,6 +80,7 @@ __all__ = [
     "SourceTally",
     "build_from_scan",
     "new_run_id",
+    "read_run_marker",
     "remove_staging",
     "run_build",
     "source_scan",
@@ -86,10 +92,56 @@ _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: to balance and to retry cheaply.
 TASK_RAW_BYTES = 2 * 1024**3
 
+#: Seconds between the pack phase's progress lines (bytes move within long tasks).
+PROGRESS_SECONDS = 2.0
+
+
+#: File in ``OUT/_staging/<run_id>/`` naming the running build's dataset (see :func:`read_run_marker`).
+RUN_MARKER = "run.json"
+
+_run_clock = threading.Lock()
+_last_run_us = 0
+
 
 def new_run_id() -> str:
-    """``<UTC time>-<8 hex>``: sortable by time, unique across concurrent builds."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    """``<UTC time to the microsecond>Z-<8 hex>``: sortable by start time (strictly
+    increasing within a process), unique across concurrent builds. Concurrent builds of one
+    source resolve by this order (:mod:`iac_spark.catalog.commit`).
+
+    >>> a, b = new_run_id(), new_run_id()
+    >>> len(a), a < b
+    (31, True)
+    """
+    global _last_run_us
+    with _run_clock:
+        _last_run_us = max(time.time_ns() // 1000, _last_run_us + 1)
+        us = _last_run_us
+    when = datetime.fromtimestamp(us // 1_000_000, timezone.utc)
+    return f"{when:%Y%m%dT%H%M%S}{us % 1_000_000:06d}Z-{uuid.uuid4().hex[:8]}"
+
+
+def _write_run_marker(staging: str, run_id: str, settings: BuildSettings) -> None:
+    marker = {
+        "run_id": run_id, "dataset": settings.dataset, "layout": settings.layout,
+        "host": socket.gethostname(), "pid": os.getpid(),
+    }  # fmt: skip
+    tmp = os.path.join(staging, f".{RUN_MARKER}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(marker, fh)
+    os.replace(tmp, os.path.join(staging, RUN_MARKER))
+
+
+def read_run_marker(out: str, run_id: str) -> dict[str, object] | None:
+    """What a build running into ``out`` as ``run_id`` wrote about itself at its start
+    (``dataset``, ``layout``, ``host``, ``pid``), or None when its staging is gone (the
+    build finished, or it died and was vacuumed)."""
+    path = os.path.join(staging_dir(os.path.abspath(out), run_id), RUN_MARKER)
+    try:
+        with open(path) as fh:
+            marker = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 @dataclass(frozen=True)
@@ -259,6 +311,8 @@ class BuildSettings:
     keep_staging: bool = False
     jxl_effort: int | None = None  # dicom_patient: libjxl effort 1-10 (default 2)
     fallback: str | None = None  # dicom_patient: "dicom_p10" packs what the layout cannot hold
+    #: bounds on hostile input for the scan (member size, nesting, members per archive)
+    limits: InputLimits = field(default_factory=InputLimits)
 
     @classmethod
     def make(cls, kind: BuildKind, **options: object) -> BuildSettings:
@@ -292,6 +346,10 @@ class BuildSettings:
             raise OptionError(f"fallback must be one of {FALLBACKS}, got {settings.fallback!r}")
         if (settings.jxl_effort or settings.fallback) and settings.layout != "dicom_patient":
             raise OptionError("jxl_effort and fallback go with layout='dicom_patient'")
+        if not isinstance(settings.limits, InputLimits):
+            raise OptionError(
+                f"limits must be an iac_spark.inputs.limits.InputLimits, got {settings.limits!r}"
+            )
         return settings
 
 
@@ -319,13 +377,15 @@ def source_scan(
         for role, group in (("source", sources), ("compressed", compressed)):
             if not group:
                 continue
-            total = sum(s.total_weight for s in group)
+            on_disk = sum(s.file.size for s in group)
             parts = plan_partitions(
                 group,
                 max_partition_bytes=mpb,
-                num_partitions=max(executor.parallelism(), math.ceil(total / mpb)),
+                num_partitions=max(executor.parallelism(), math.ceil(on_disk / mpb)),
             )
-            specs += [ScanTaskSpec(tuple(p), parser, scan_dir, role) for p in parts]
+            specs += [
+                ScanTaskSpec(tuple(p), parser, scan_dir, role, settings.limits) for p in parts
+            ]
         planned = sum(s.file.size for s in (*sources, *compressed))
         return executor.run(
             run_scan_task, specs, phase="scan", planned_bytes=planned, progress=progress
@@ -354,7 +414,8 @@ def run_build(
     first), ``codec``, ``shard_target_bytes``, ``pack_target_bytes``, ``num_tasks`` (default: one
     per executor core, or one per 2 GiB of raw input), ``max_partition_bytes`` (scan),
     ``keep_staging`` (keep the scan files for the catalog commit until
-    :meth:`BuildResult.cleanup`). ``scan_options`` go to the kind's parser (DICOM: ``meta``).
+    :meth:`BuildResult.cleanup`), ``limits`` (an :class:`~iac_spark.inputs.limits.InputLimits`
+    for the scan: member size, nesting depth, members per archive). ``scan_options`` go to the kind's parser (DICOM: ``meta``).
     ``known`` is a two-column table (identity, raw CRC-32) of the items already live in the
     catalog, so reruns report them as duplicates. Text only: ``compressed`` are the sources of
     the teacher-compressed notes of a ``clinical_text_pair`` build; ``carry``
@@ -391,13 +452,14 @@ def build_from_scan(
     """Run a build whose scan phase is ``scan`` (the core of :func:`run_build`)."""
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    out = os.path.abspath(out)
+    out = normalize_path(out)
     run_id = run_id or new_run_id()
     staging = staging_dir(out, run_id)
     published: list[str] = []
     try:
         executor.check_visible(out)
         os.makedirs(staging, exist_ok=True)
+        _write_run_marker(staging, run_id, settings)
         # 1. scan
         scans = scan(os.path.join(staging, "scan"))
         scan_files = [r.path for r in scans]
@@ -405,17 +467,20 @@ def build_from_scan(
         # 2. plan
         tasks_dir = os.path.join(staging, "tasks")
         if scan_files:
-            rows = read_scan_columns(scan_files, kind.plan_columns)
-            raw_total = int(pc.sum(rows.column("size")).as_py() or 0)
+            # the plan owns the rows: handed over from a list, so no reference stays here and
+            # each planning step's copy replaces the one before (driver memory per member)
+            held = [read_scan_columns(scan_files, kind.plan_columns)]
+            raw_total = int(pc.sum(held[0].column("size")).as_py() or 0)
             n = settings.num_tasks or max(
                 executor.parallelism(), math.ceil(raw_total / TASK_RAW_BYTES)
             )
             if settings.layout in kind.pair_layouts:
                 roles = [r.role for r in scans]
-                plan = plan_pairs(rows, roles, num_tasks=n, tasks_dir=tasks_dir, known=known)
+                plan = plan_pairs(held.pop(), roles, num_tasks=n, tasks_dir=tasks_dir, known=known)
             else:
-                plan = plan_build(rows, kind.plan, num_tasks=n, tasks_dir=tasks_dir, known=known)
-            del rows
+                plan = plan_build(
+                    held.pop(), kind.plan, num_tasks=n, tasks_dir=tasks_dir, known=known
+                )
             write_carry(plan, carry)
         else:
             plan = BuildPlan(
@@ -441,9 +506,18 @@ def build_from_scan(
             for t in plan.tasks
         ]
         task_fn = kind.task_fns.get(settings.layout, run_pack_task)
-        results = executor.run(
-            task_fn, pack_specs, phase="pack", planned_bytes=plan.raw_bytes, progress=progress
-        )
+        if progress is not None and pack_specs:
+            # the tasks report their bytes as they go; the watcher's lines replace the
+            # executor's, which move only when a task ends
+            meters = os.path.join(staging, "progress")
+            planned = [t.raw_bytes for t in plan.tasks]
+            with TaskWatcher(meters, "pack", planned, progress, interval=PROGRESS_SECONDS):
+                results = executor.run(
+                    Metered(task_fn, meters), pack_specs, phase="pack",
+                    planned_bytes=plan.raw_bytes,
+                )  # fmt: skip
+        else:
+            results = executor.run(task_fn, pack_specs, phase="pack", planned_bytes=plan.raw_bytes)
         if [r.task_id for r in results] != list(range(len(plan.tasks))):
             raise BuildError(
                 f"expected one result per task, got tasks {[r.task_id for r in results]}"

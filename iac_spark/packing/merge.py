@@ -10,6 +10,11 @@ offsets rebased and the slide (series) table rebuilt for the merged index.
 Every pack is written under a temporary name and renamed into place. The slide table of a
 concatenated pack is derived again by its :class:`~iac_spark.packing.layout.Layout`.
 
+Every published pack gets a whole-file CRC-32C (:func:`~iac_spark.packing.shard.file_crc32c`,
+carried by :class:`PackInfo` into the catalog's ``packs.file_crc32c``): a segment published by
+rename brings the checksum its task computed, a concatenated pack is checksummed here. Reading
+packs back safely is :mod:`iac_spark.packing.reading`.
+
 Example:
     >>> from iac_spark.packing.layout import DICOM_P10
     >>> merge_segments([], "/tmp/out", "ds", "run1", layout=DICOM_P10)
@@ -28,9 +33,9 @@ import pyarrow.compute as pc
 from iatro.iac import PackReader, build_pack_data_segment_from_file
 
 from .layout import CONTAINER_COLUMNS, LAYOUTS, Layout, pack_path, packs_dir
-from .shard import SegmentInfo
+from .shard import SegmentInfo, file_crc32c
 
-__all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments"]
+__all__ = ["DEFAULT_PACK_TARGET_BYTES", "PackInfo", "merge_segments", "remove_tree"]
 
 DEFAULT_PACK_TARGET_BYTES = 256 * 1024**2
 _BIG_FRACTION = 0.5
@@ -50,6 +55,7 @@ class PackInfo:
     file_bytes: int
     published_by: str  # "rename" or "concat"
     index: pa.Table
+    file_crc32c: int | None = None  # CRC-32C of the whole file (:func:`file_crc32c`)
 
 
 def _units(segments: list[SegmentInfo], pack_target: int) -> list[list[SegmentInfo]]:
@@ -94,8 +100,9 @@ def _bins(units: list[list[SegmentInfo]], pack_target: int) -> list[list[Segment
 
 
 def _info(
-    pack_id: str, dataset: str, path: str, how: str, layout: Layout, index_path: str | None = None
-) -> PackInfo:
+    pack_id: str, dataset: str, path: str, how: str, layout: Layout, index_path: str | None = None,
+    crc32c: int | None = None,
+) -> PackInfo:  # fmt: skip
     reader = PackReader(path)
     try:
         header, index, slides = dict(reader.header), reader.index_table, reader.slide_table
@@ -115,6 +122,7 @@ def _info(
         num_series=num_series,
         data_bytes=int(header["data_length"]), file_bytes=os.path.getsize(path),
         published_by=how, index=index,
+        file_crc32c=file_crc32c(path) if crc32c is None else crc32c,
     )  # fmt: skip
 
 
@@ -213,7 +221,9 @@ def merge_segments(
         for segs in bins:
             pack_id = f"{run_id}-{len(packs):04d}"
             final = pack_path(out, dataset, pack_id)
+            crc: int | None = None  # a renamed segment brings the checksum its task computed
             if len(segs) == 1:
+                crc = segs[0].file_crc32c
                 os.replace(segs[0].path, final)
                 how = "rename"
             else:
@@ -221,7 +231,7 @@ def merge_segments(
                 how = "concat"
             if published is not None:
                 published.append(final)
-            packs.append(_info(pack_id, dataset, final, how, this, segs[0].index_path))
+            packs.append(_info(pack_id, dataset, final, how, this, segs[0].index_path, crc))
     return packs
 
 

@@ -34,10 +34,10 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import BuildError, MemberError
-from .executor import Attempt
+from .executor import Attempt, task_meter
 from .layout import DICOM_P10, DICOM_PATIENT
 from .plan import read_task
-from .shard import SegmentInfo, ShardWriter
+from .shard import SegmentInfo, ShardWriter, file_crc32c
 from .task import Issue, PackTaskSpec, TaskResult, patient_runs
 
 __all__ = ["FALLBACKS", "run_patient_task"]
@@ -76,6 +76,7 @@ def run_patient_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
     p10: ShardWriter | None = None
     if not os.path.exists(spec.task.path):
         return TaskResult(task, attempt.attempt_id)
+    meter = task_meter()  # bytes done per patient, for the driver's progress lines
     rows = read_task(spec.task.path)
     cols = {c: rows.column(c).to_pylist() for c in _COLUMNS}
     with MemberReader() as reader:
@@ -129,9 +130,11 @@ def run_patient_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
                         raw_bytes=sum(x.raw_length for x in result.instances), first_patient=pid,
                         last_patient=pid, continues=False, layout=DICOM_PATIENT.name,
                         index_path=_write_index(result.path, index),
+                        file_crc32c=file_crc32c(result.path),  # still in the page cache
                     ))  # fmt: skip
                     packed.update(x.member.source_path for x in result.instances)
                     raw += sum(x.raw_length for x in result.instances)
+                meter.add(sum(cols["size"][i] or 0 for i in range(start, stop)))
                 for i in range(start, stop):
                     key = (cols["path"][i], cols["member"][i])
                     r = rejected.get(key)

@@ -268,7 +268,9 @@ def plan_build(
 
     ``known`` is a two-column table (identity, raw CRC-32) of the items already live in the
     catalog, so a rerun reports identical items as duplicates instead of packing them again.
-    Task files are written under ``tasks_dir``.
+    Task files are written under ``tasks_dir``. The plan owns ``rows``: pass a table nobody else
+    holds and each step's copy replaces the previous one (the driver's memory per member stays
+    about one plan row plus an index).
     """
     rows = rows.sort_by([("path", "ascending"), ("member", "ascending", "at_start")])
     status = rows.column("status")
@@ -283,8 +285,10 @@ def plan_build(
         schema=ISSUE_SCHEMA,
     )
     ok = rows.filter(pc.equal(status, "ok")).select(list(kind.columns))
+    del rows, status, errs
     dup_mask, duplicates, conflicts = dedupe(ok, kind.identity, known)
     kept = ok.filter(pc.invert(dup_mask))
+    del ok, dup_mask
     tasks: list[TaskPlan] = []
     if kept.num_rows:
         task_of = _assign(kept, num_tasks)
@@ -300,6 +304,9 @@ def plan_build(
             tasks.append(
                 TaskPlan(len(tasks), path, part.num_rows, int(pc.sum(part["size"]).as_py()))
             )
+            del part
+    del kept
+    pa.default_memory_pool().release_unused()  # give the plan's copies back to the system
     return BuildPlan(tasks, scan_errors, duplicates, conflicts)
 
 

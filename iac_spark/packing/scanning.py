@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..inputs.limits import InputLimits
 from ..inputs.plan import ScanUnit
 from ..inputs.scan import (
     MemberParser,
@@ -48,12 +49,13 @@ _BATCH_ROWS = 2048
 
 @dataclass(frozen=True)
 class ScanTaskSpec:
-    """Units to scan, a picklable parser factory, and where the rows go."""
+    """Units to scan, a picklable parser factory, where the rows go and the input limits."""
 
     units: tuple[ScanUnit, ...]
     parser: Callable[[], MemberParser]
     out_dir: str
     role: str = "source"  # "compressed": the teacher-compressed notes of a pair build
+    limits: InputLimits = field(default_factory=InputLimits)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def run_scan_task(spec: ScanTaskSpec, attempt: Attempt) -> ScanTaskResult:
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         rows: list[tuple[Any, ...]] = []
         for unit in spec.units:
-            for row in scan_unit(unit, parser, stats=stats):
+            for row in scan_unit(unit, parser, stats=stats, limits=spec.limits):
                 rows.append(row)
                 if len(rows) >= _BATCH_ROWS:
                     writer.write_batch(rows_to_batch(rows, schema))

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ..errors import MemberError, error_text
 from ..inputs.fetch import MemberReader
-from .executor import Attempt
+from .executor import Attempt, task_meter
 from .layout import LAYOUTS, RecordCodec
 from .plan import TaskPlan, read_task
 from .shard import DEFAULT_SHARD_TARGET_BYTES, SegmentInfo, ShardWriter
@@ -146,6 +146,7 @@ def run_pack_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
     issues: list[Issue] = []
     packed: Counter[str] = Counter()
     raw = 0
+    meter = task_meter()  # bytes done, for the driver's progress lines
     try:
         if os.path.exists(spec.task.path):
             rows = read_task(spec.task.path)
@@ -161,6 +162,7 @@ def run_pack_task(spec: PackTaskSpec, attempt: Attempt) -> TaskResult:
                     writer.add(item.values, item.raw)
                     packed.update(item.sources)
                     raw += len(item.raw)
+                    meter.add(len(item.raw))
         segments = writer.close()
     except BaseException:
         writer.abort()
