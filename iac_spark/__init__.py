@@ -16,11 +16,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_packs", "local_session", "register"]
+__all__ = ["__version__", "build_packs", "local_session", "register", "remote_session"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("local_session", "register"):
+    if name in ("local_session", "register", "remote_session"):
         from . import session
 
         return getattr(session, name)

@@ -128,7 +128,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_vacuum(args: argparse.Namespace) -> int:
     from . import catalog
 
-    print(catalog.vacuum(args.out, dry_run=args.dry_run))
+    print(catalog.vacuum(args.out, dry_run=args.dry_run, retention_hours=args.retention_hours))
     return 0
 
 
@@ -294,9 +294,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.set_defaults(func=_cmd_verify)
 
-    c = sub.add_parser("vacuum", help="remove pack files not in the catalog and stale staging")
+    c = sub.add_parser(
+        "vacuum",
+        help="remove pack files, staging and catalog rows of runs that never committed",
+    )
     c.add_argument("out")
     c.add_argument("--dry-run", action="store_true")
+    c.add_argument(
+        "--retention-hours",
+        type=float,
+        default=1.0,
+        help="keep what a run not (yet) committed left while it is younger than this, in case "
+        "its build still runs (default 1; 0 removes every leftover: only when no build runs)",
+    )
     c.set_defaults(func=_cmd_vacuum)
 
     i = sub.add_parser("info", help="show a pack's header and tables")

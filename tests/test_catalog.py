@@ -212,7 +212,7 @@ def stage(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Stage:
 
 CONTRACT = {
     "packs": ["pack_id", "dataset", "path", "payload_type", "codec", "num_records", "num_patients",
-              "num_series", "data_bytes", "file_bytes", "run_id", "created_at"],
+              "num_series", "data_bytes", "file_bytes", "file_crc32c", "run_id", "created_at"],
     "records": ["pack_id", "row", "sop_instance_uid", "series_instance_uid", "study_instance_uid",
                 "patient_id", "modality", "instance_number", "offset", "length", "crc32", "raw_length",
                 "raw_crc32", "source_path", "source_member", "run_id", "retired", "retired_by_run",

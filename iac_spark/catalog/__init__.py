@@ -21,7 +21,8 @@ Module map (one job each): :mod:`.schema` (Arrow schemas), :mod:`.views` (the co
 view SQL), :mod:`.store` (delta-rs I/O with retries), :mod:`.snapshot` (reads through the views),
 :mod:`.rows` (BuildResult → rows), :mod:`.commit`, :mod:`.incremental`, :mod:`.ingest`
 (``build``), :mod:`.api` (``open``, ``sql``, ``register_views``), :mod:`.checks`
-(``verify``), :mod:`.cleanup` (``vacuum``), :mod:`.spark_delta`.
+(``verify``), :mod:`.cleanup` (``vacuum``), :mod:`.spark_delta` (the Spark Delta store and
+``publish_views``: persistent metastore / Unity Catalog views with the committed rule).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .incremental import SourcePlan, known_items, plan_sources
 from .ingest import CatalogBuildResult, build
 from .schema import SCHEMAS, TABLES
 from .snapshot import Snapshot
-from .spark_delta import SparkDeltaStore, catalog_store, has_delta
+from .spark_delta import SparkDeltaStore, catalog_store, has_delta, publish_views
 from .store import AsOf, CatalogStore, DeltaRsStore, RetryPolicy
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "known_items",
     "open",
     "plan_sources",
+    "publish_views",
     "record_failed_run",
     "register_views",
     "sql",

@@ -21,12 +21,12 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
 from ..errors import CatalogError
+from ..inputs.discover import normalize_path
 from .rows import pack_abspath
 from .schema import SCHEMAS, TABLES, TableName
 from .snapshot import Snapshot
@@ -48,7 +48,7 @@ class Catalog:
     """
 
     def __init__(self, out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> None:
-        self.out = os.path.abspath(out)
+        self.out = normalize_path(out)
         self.store = store or DeltaRsStore(self.out)
         self.snapshot = Snapshot.load(self.store, as_of)
 

@@ -1,15 +1,22 @@
 """``verify``: check the published packs against their own index and against the catalog.
 
-For every committed ``packs`` row: the file exists and opens; the header's
-``payload_type`` / ``codec`` / ``num_records`` / ``data_length`` and the file size match the
-catalog; the pack's index table and the catalog ``records`` of that pack agree row by
-row (same count, same offsets, lengths, CRCs, UIDs, sources); every record's stored
-bytes (``PackReader.read_payload``) lie inside the data segment and have the CRC-32 of
-the index and of the catalog. With ``decode=True`` every record is also decoded by the
-header codec and checked against ``raw_length`` and ``raw_crc32`` (the original member
-bytes). Catalog records that point to a pack the catalog does not list are reported too.
+For every committed ``packs`` row, cheapest first: the file exists and has the catalog's
+size and whole-file CRC-32C (``packs.file_crc32c``: one streamed read catches a changed byte
+anywhere, padding included; null in catalogs made before the column, then skipped); the
+header parses and its ``payload_type`` / ``codec`` / ``num_records`` / ``data_length`` match
+the catalog; the slide and index tables each parse from their own span and hold valid data
+(a damaged one is named, never a crash such as a ``UnicodeDecodeError``); the slide table and
+``slide_idx`` are what the layout derives from the index; the index and the catalog
+``records`` of that pack agree row by row (same count, same offsets, lengths, CRCs, UIDs,
+sources); every record's stored bytes lie inside the data segment and have the CRC-32 of the
+index and of the catalog, so a corrupted record is named by its row. With ``decode=True``
+every record is also decoded by the header codec and checked against ``raw_length`` and
+``raw_crc32`` (the original member bytes). Catalog records that point to a pack the catalog
+does not list are reported too.
 
-Each problem names the pack file, the row and what differs. Nothing is repaired.
+Each problem names the pack file, the section or row and what differs; a file checksum
+mismatch that no finer check explains (a changed byte of padding) is reported as such.
+Nothing is repaired.
 
 Example:
     >>> report = verify("demo_out")                                  # doctest: +SKIP
@@ -22,15 +29,19 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from iatro.iac import PackReader, VariableRecordPack
+from iatro.iac import Codec, PackReader
 
-from ..errors import VerifyError
+from ..errors import CorruptPackError, VerifyError
+from ..inputs.discover import normalize_path
+from ..packing.layout import LAYOUTS
+from ..packing.reading import open_pack, pack_tables, read_section
+from ..packing.shard import file_crc32c
 from .rows import pack_abspath
 from .snapshot import Snapshot
 from .store import AsOf, CatalogStore, DeltaRsStore
@@ -57,6 +68,8 @@ class VerifyReport:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     truncated: int = 0  # problems left out past ``max_problems``
+    checksums_compared: int = 0  # packs whose whole-file CRC-32C was compared with the catalog
+    checksums_missing: int = 0  # packs whose catalog row has none (catalogs made before it)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +82,8 @@ class VerifyReport:
             f"{self.bytes_checked / 1024**2:.1f} MB checked{' and decoded' if self.decoded else ''} "
             f"in {self.seconds:.1f} s"
         )
+        if self.checksums_missing:
+            what += f" ({self.checksums_missing} packs without a recorded file checksum)"
         head = f"verify {self.out} (catalog version {self.version}): "
         if self.ok:
             return head + "OK — " + what
@@ -88,6 +103,10 @@ class _Problems:
     def __init__(self, report: VerifyReport, limit: int) -> None:
         self.report, self.limit = report, limit
 
+    @property
+    def count(self) -> int:
+        return len(self.report.problems) + self.report.truncated
+
     def add(self, text: str) -> None:
         if len(self.report.problems) < self.limit:
             self.report.problems.append(text)
@@ -101,72 +120,206 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _check_pack(
-    pack: dict[str, Any],
-    recs: list[dict[str, Any]],
-    out: str,
-    decode: bool,
-    report: VerifyReport,
-    problems: _Problems,
-) -> None:
-    pid = pack["pack_id"]
-    path = pack_abspath(out, pack["path"])
-    where = f"{pack['path']} (pack {pid})"
-    if not os.path.isfile(path):
-        problems.add(
-            f"{where}: file is missing ({path}); {len(recs)} catalog records point into it"
-        )
-        return
-    try:
-        reader = PackReader(path)
-    except Exception as exc:
-        problems.add(f"{where}: cannot open: {type(exc).__name__}: {exc}")
-        return
-    try:
-        try:
-            header, index = dict(reader.header), reader.index_table
-        except Exception as exc:
-            problems.add(f"{where}: cannot read header/index: {type(exc).__name__}: {exc}")
+_PackCheck = Callable[
+    [dict[str, Any], list[dict[str, Any]], str, str, bool, VerifyReport, "_Problems"], None
+]
+
+
+def _checked_file(body: _PackCheck) -> Callable[..., None]:
+    """Run ``body`` (the checks of one pack's contents) after the file checks, cheapest first:
+    the file exists, has the catalog's size and the catalog's whole-file CRC-32C (one streamed
+    read). A checksum mismatch that the finer checks of ``body`` do not explain (they name the
+    section or row) is reported as such: the change is in bytes no reader uses, e.g. padding."""
+
+    def check(
+        pack: dict[str, Any], recs: list[dict[str, Any]], out: str, decode: bool,
+        report: VerifyReport, problems: _Problems,
+    ) -> None:  # fmt: skip
+        path = pack_abspath(out, pack["path"])
+        where = f"{pack['path']} (pack {pack['pack_id']})"
+        if not os.path.isfile(path):
+            problems.add(
+                f"{where}: file is missing ({path}); {len(recs)} catalog records point into it"
+            )
             return
-        report.packs_checked += 1
-        for key, col in (("payload_type", "payload_type"), ("codec", "codec")):
-            if header.get(key) != pack[col]:
-                problems.add(f"{where}: header {key} {header.get(key)!r} != catalog {pack[col]!r}")
-        n_header = header.get("num_records")
-        if n_header is not None and int(n_header) != index.num_rows:
-            problems.add(f"{where}: header num_records {n_header} != index rows {index.num_rows}")
-        if index.num_rows != pack["num_records"]:
-            problems.add(
-                f"{where}: index has {index.num_rows} rows, catalog packs.num_records = {pack['num_records']}"
-            )
-        if len(recs) != index.num_rows:
-            problems.add(
-                f"{where}: index has {index.num_rows} rows, catalog has {len(recs)} records for this pack"
-            )
-        data_length = int(header.get("data_length", -1))
-        if data_length != pack["data_bytes"]:
-            problems.add(
-                f"{where}: header data_length {data_length} != catalog data_bytes {pack['data_bytes']}"
-            )
+        before = problems.count
         size = os.path.getsize(path)
         if size != pack["file_bytes"]:
             problems.add(
                 f"{where}: file has {size} bytes, catalog file_bytes = {pack['file_bytes']}"
             )
-        by_row = {r["row"]: r for r in recs}
-        for extra in sorted(set(by_row) - set(range(index.num_rows))):
-            problems.add(f"{where} row {extra}: catalog record has no index row")
-        codec = VariableRecordPack(path).codec if decode else None
+        want = pack.get("file_crc32c")
+        changed = None
+        if want is None:  # a catalog made before packs.file_crc32c existed
+            report.checksums_missing += 1
+        else:
+            got = file_crc32c(path)
+            report.checksums_compared += 1
+            if got != int(want):
+                changed = (
+                    f"{where}: whole-file crc32c {got:08x} != catalog file_crc32c "
+                    f"{int(want):08x}: the file changed after it was published, in bytes no "
+                    "other check reads (padding)"
+                )
+        try:
+            body(pack, recs, path, where, decode, report, problems)
+        finally:
+            if changed is not None and problems.count == before:
+                problems.add(changed)
+
+    return check
+
+
+def _open(path: str, where: str, problems: _Problems) -> tuple[PackReader, dict[str, Any]] | None:
+    try:
+        return open_pack(path, where)
+    except CorruptPackError as exc:
+        problems.add(str(exc))
+    except Exception as exc:
+        problems.add(f"{where}: cannot open: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _sections(
+    path: str, header: dict[str, Any], where: str, problems: _Problems
+) -> tuple[pa.Table | None, pa.Table | None]:
+    """The slide and index tables, each parsed from its own span (one damaged table does not
+    hide the other); a problem names the section that does not parse."""
+    out: list[pa.Table | None] = []
+    for name in ("slide", "index"):
+        try:
+            out.append(read_section(path, header, name))
+        except Exception as exc:
+            problems.add(f"{where}: {name} table does not parse: {type(exc).__name__}: {exc}")
+            out.append(None)
+    return out[0], out[1]
+
+
+def _diff_rows(stored: pa.Table, derived: pa.Table, what: str) -> str | None:
+    """What differs first between a stored table and the one the index gives, or None."""
+    if stored.num_rows != derived.num_rows:
+        return f"{what} has {stored.num_rows} rows, the index gives {derived.num_rows}"
+    for i, (x, y) in enumerate(zip(stored.to_pylist(), derived.to_pylist(), strict=True)):
+        diffs = [
+            f"{k} {y[k]!r} expected, {x.get(k)!r} stored" for k in y if not _same(x.get(k), y[k])
+        ]
+        if diffs:
+            return f"{what} row {i} is not what the index gives: " + "; ".join(diffs)
+    return None
+
+
+def _check_layout(
+    pack: dict[str, Any], slides: pa.Table | None, index: pa.Table, where: str,
+    problems: _Problems,
+) -> None:  # fmt: skip
+    """The slide table and the derived index columns (``slide_idx``) are what the layout
+    derives from the index, and the catalog's patient and series counts match."""
+    layout = LAYOUTS.get(pack["payload_type"])
+    if layout is None or not layout.mergeable:
+        return
+    names = layout.caller_schema.names
+    if not set(names) <= set(index.column_names):
+        problems.add(
+            f"{where}: index table lacks columns {sorted(set(names) - set(index.column_names))}"
+        )
+        return
+    want_slides, want_index = layout.tables(index.select(names))
+    if slides is not None:
+        diff = _diff_rows(slides, want_slides, "slide table")
+        if diff is not None:
+            problems.add(f"{where}: {diff}")
+    if "slide_idx" in want_index.column_names and "slide_idx" in index.column_names:
+        diff = _diff_rows(index.select(["slide_idx"]), want_index.select(["slide_idx"]), "index")
+        if diff is not None:
+            problems.add(f"{where}: {diff}")
+    patients = len(set(index.column("patient_id").to_pylist()))
+    if pack.get("num_patients") is not None and patients != pack["num_patients"]:
+        problems.add(
+            f"{where}: index has {patients} patients, catalog num_patients = {pack['num_patients']}"
+        )
+    n_series = pack.get("num_series")
+    if layout.has_slide_idx and slides is not None and n_series not in (None, slides.num_rows):
+        problems.add(
+            f"{where}: slide table has {slides.num_rows} series, catalog num_series = {n_series}"
+        )
+
+
+@_checked_file
+def _check_pack(
+    pack: dict[str, Any],
+    recs: list[dict[str, Any]],
+    path: str,
+    where: str,
+    decode: bool,
+    report: VerifyReport,
+    problems: _Problems,
+) -> None:
+    opened = _open(path, where, problems)
+    if opened is None:
+        return
+    reader, header = opened
+    reader.close()  # the tables and payloads are read from their spans below
+    report.packs_checked += 1
+    for key, col in (("payload_type", "payload_type"), ("codec", "codec")):
+        if header.get(key) != pack[col]:
+            problems.add(f"{where}: header {key} {header.get(key)!r} != catalog {pack[col]!r}")
+    data_offset = int(header.get("data_offset", -1))
+    data_length = int(header.get("data_length", -1))
+    if data_length != pack["data_bytes"]:
+        problems.add(
+            f"{where}: header data_length {data_length} != catalog data_bytes {pack['data_bytes']}"
+        )
+    if data_offset < 0 or data_offset + data_length > os.path.getsize(path):
+        problems.add(
+            f"{where}: header data segment [{data_offset}, +{data_length}) runs past the file"
+        )
+        return
+    slides, index = _sections(path, header, where, problems)
+    if index is None:
+        return
+    n_header = header.get("num_records")
+    if n_header is not None and int(n_header) != index.num_rows:
+        problems.add(f"{where}: header num_records {n_header} != index rows {index.num_rows}")
+    n_slides = header.get("num_slides")
+    if slides is not None and n_slides is not None and int(n_slides) != slides.num_rows:
+        problems.add(f"{where}: header num_slides {n_slides} != slide table rows {slides.num_rows}")
+    if index.num_rows != pack["num_records"]:
+        problems.add(
+            f"{where}: index has {index.num_rows} rows, catalog packs.num_records = {pack['num_records']}"
+        )
+    if len(recs) != index.num_rows:
+        problems.add(
+            f"{where}: index has {index.num_rows} rows, catalog has {len(recs)} records for this pack"
+        )
+    _check_layout(pack, slides, index, where, problems)
+    by_row = {r["row"]: r for r in recs}
+    for extra in sorted(set(by_row) - set(range(index.num_rows))):
+        problems.add(f"{where} row {extra}: catalog record has no index row")
+    codec = None
+    if decode:
+        codec = Codec.create(header.get("codec", "none"), **(header.get("codec_params") or {}))
+    with open(path, "rb") as fh:
+        data = _DataSegment(fh, data_offset, data_length)
         for i, ix in enumerate(index.to_pylist()):
-            _check_row(reader, codec, where, i, ix, by_row.get(i), data_length, report, problems)
-    finally:
-        reader.close()
+            _check_row(data, codec, where, i, ix, by_row.get(i), report, problems)
 
 
+class _DataSegment:
+    """Reads stored payloads straight from the data segment of an open pack file."""
+
+    def __init__(self, fh: Any, offset: int, length: int) -> None:
+        self.fd, self.offset, self.length = fh.fileno(), offset, length
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, self.offset + offset)
+
+
+@_checked_file
 def _check_patient_pack(
     pack: dict[str, Any],
     recs: list[dict[str, Any]],
-    out: str,
+    path: str,
+    where: str,
     decode: bool,
     report: VerifyReport,
     problems: _Problems,
@@ -175,32 +328,24 @@ def _check_patient_pack(
     instance table (the pixels are re-encoded, so raw bytes cannot be compared)."""
     from ..packing.dicom_patient import verify_patient_pack
 
-    path = pack_abspath(out, pack["path"])
-    where = f"{pack['path']} (pack {pack['pack_id']})"
-    if not os.path.isfile(path):
-        problems.add(
-            f"{where}: file is missing ({path}); {len(recs)} catalog records point into it"
-        )
+    opened = _open(path, where, problems)
+    if opened is None:
         return
+    reader, header = opened
+    try:
+        _, index = pack_tables(reader, header, where)  # a damaged table is named, not a crash
+    except CorruptPackError as exc:
+        problems.add(str(exc))
+        return
+    finally:
+        reader.close()
     for p in verify_patient_pack(path, decode=decode):
         problems.add(f"{where}: {p.removeprefix(path + ': ')}")
-    try:
-        reader = PackReader(path)
-        try:
-            header, index = dict(reader.header), reader.index_table
-        finally:
-            reader.close()
-    except Exception as exc:
-        problems.add(f"{where}: cannot read header/index: {type(exc).__name__}: {exc}")
-        return
     report.packs_checked += 1
     if header.get("payload_type") != pack["payload_type"]:
         problems.add(
             f"{where}: header payload_type {header.get('payload_type')!r} != catalog {pack['payload_type']!r}"
         )
-    size = os.path.getsize(path)
-    if size != pack["file_bytes"]:
-        problems.add(f"{where}: file has {size} bytes, catalog file_bytes = {pack['file_bytes']}")
     if index.num_rows != pack["num_records"] or len(recs) != index.num_rows:
         problems.add(
             f"{where}: pack has {index.num_rows} instances, catalog packs.num_records = "
@@ -226,8 +371,8 @@ def _check_patient_pack(
 
 
 def _check_row(
-    reader: PackReader, codec: Any, where: str, i: int, ix: dict[str, Any], rec: dict[str, Any] | None,
-    data_length: int, report: VerifyReport, problems: _Problems,
+    data: _DataSegment, codec: Any, where: str, i: int, ix: dict[str, Any],
+    rec: dict[str, Any] | None, report: VerifyReport, problems: _Problems,
 ) -> None:  # fmt: skip
     at = f"{where} row {i}"
     if rec is None:
@@ -242,13 +387,13 @@ def _check_row(
             problems.add(f"{at}: " + "; ".join(diffs))
     report.records_checked += 1
     offset, length = int(ix["offset"]), int(ix["length"])
-    if offset < 0 or offset + length > data_length:
+    if offset < 0 or offset + length > data.length:
         problems.add(
-            f"{at}: bytes [{offset}, {offset + length}) lie outside the data segment of {data_length} bytes"
+            f"{at}: bytes [{offset}, {offset + length}) lie outside the data segment of {data.length} bytes"
         )
         return
     try:
-        payload = reader.read_payload(i)
+        payload = data.read(offset, length)
     except Exception as exc:
         problems.add(f"{at}: cannot read stored bytes: {type(exc).__name__}: {exc}")
         return
@@ -299,7 +444,7 @@ def verify(
     there is no catalog.
     """
     started = time.perf_counter()
-    out = os.path.abspath(out)
+    out = normalize_path(out)
     snap = Snapshot.load(store or DeltaRsStore(out), as_of)
     report = VerifyReport(out=out, version=snap.version, decoded=decode)
     problems = _Problems(report, max_problems)
@@ -321,7 +466,13 @@ def verify(
             continue
         seen.add(pack["pack_id"])
         check = _check_patient_pack if pack["payload_type"] == "dicom_patient" else _check_pack
-        check(pack, by_pack.get(pack["pack_id"], []), out, decode, report, problems)
+        try:
+            check(pack, by_pack.get(pack["pack_id"], []), out, decode, report, problems)
+        except Exception as exc:  # never a crash: every problem names its pack
+            problems.add(
+                f"{pack['path']} (pack {pack['pack_id']}): cannot be checked: "
+                f"{type(exc).__name__}: {exc}"
+            )
     for pid in sorted(set(by_pack) - seen):
         problems.add(
             f"pack {pid}: {len(by_pack[pid])} catalog records point to a pack the packs table does not list"

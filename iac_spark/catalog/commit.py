@@ -4,25 +4,29 @@ Order of the Delta commits for run ``R`` (each retried on conflicts, see :mod:`.
 
 1. remove leftovers of an earlier, interrupted commit of the same ``R`` (rows of a run
    that never committed are invisible, so this is safe and makes commits retryable);
-2. append ``records``, ``sources``, ``errors`` rows of ``R``;
+2. append ``sources`` (first: racing builds find ``R`` by them), ``records``, ``documents``,
+   ``errors`` rows of ``R``;
 3. retire the rows of re-ingested (changed) sources: ``records.retired = true,
    retired_by_run = R`` and ``sources.superseded = true, superseded_by_run = R`` for the
    committed, not yet (effectively) retired rows of those paths;
 4. append the ``packs`` rows;
-5. append the ``runs`` row with ``status = 'committed'``: **the commit point**. Readers
+5. with ``planned_version``: resolve the sources other runs ingest concurrently (below);
+6. append the ``runs`` row with ``status = 'committed'``: **the commit point**. Readers
    filter every table to committed runs and resolve retirement flags against them
    (:mod:`.snapshot`), so until this row lands nothing of ``R`` is visible, and a crash
-   anywhere before it leaves the catalog exactly as it was (the published pack files
-   become garbage for :func:`iac_spark.catalog.vacuum`).
+   anywhere before it leaves the catalog exactly as it was (the published pack files and
+   the invisible rows become garbage for :func:`iac_spark.catalog.vacuum`).
 
 Concurrent commits (threads or processes, into the same OUT) are safe: appends are
 blind, updates that lose a race are retried on the fresh table state, and no step ever
 removes a committed row. Two builds that ingest *the same* source concurrently both pack
 it; with ``planned_version`` (the catalog version their plan saw, passed by
-:func:`iac_spark.catalog.build`) the later committer also retires the rows of those
-sources that runs committed since its plan, just before its own commit point, so one
-copy stays live. Only two commits overlapping in that last instant can both stay live
-(never neither); ingesting a given source from one build at a time avoids even that.
+:func:`iac_spark.catalog.build`) exactly one copy stays live at every catalog version: the
+copy of the run with the larger run id (the newer build), decided by a fixed rule each of
+the two applies after its own appends and before its commit point (``_resolve_concurrent``):
+at least one of them sees the other's rows, and the loser's rows are flagged as retired by
+the winner, a flag that counts only once the winner commits. Three or more builds racing on
+one source with one of them lost are repaired right after the commit (``_repair_live``).
 
 Example:
     >>> commit_build("/tmp/out", result, files, retire_paths=plan.retire_paths)  # doctest: +SKIP
@@ -31,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,10 +43,11 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import CatalogError, location
 from ..inputs.survey import Source
-from ..packing.build import BuildResult
+from ..packing.build import BuildResult, read_run_marker
 from .rows import CatalogRows, catalog_rows
 from .schema import TableName, to_table
 from .snapshot import Snapshot
@@ -118,7 +124,9 @@ def retire_sources(
     travel stays exact). Returns the rows flagged per table.
     """
     paths = sorted(set(paths))
-    if paths and dataset is not None:
+    if not paths or (only_runs is not None and not only_runs):
+        return {}
+    if dataset is not None:
         # the runs that ingested these paths into this dataset: a handful, whatever the history
         mine = (
             snap.sql(
@@ -157,17 +165,113 @@ def retire_sources(
     return counts
 
 
-def _retire_concurrent(
-    store: CatalogStore, run_id: str, paths: set[str], planned_version: int, dataset: str
+def _flag(
+    store: CatalogStore, snap: Snapshot, *, runs: Iterable[str], paths: Iterable[str], by: str
 ) -> dict[TableName, int]:
-    """Retire rows of ``paths`` that runs committed after ``planned_version`` (they raced this build)."""
-    now = Snapshot.load(store)
+    """Flag the rows of ``runs`` on ``paths`` (records, documents, sources) as retired by
+    ``by``, unless a committed run already retired them. Returns the rows flagged per table."""
+    runs, paths = sorted(set(runs)), sorted(set(paths))
+    if not runs or not paths:
+        return {}
+    counts: dict[TableName, int] = {}
+    for name in _RETIRED_BY_SOURCE:
+        flag, col = RETIRE_COLUMNS[name]
+        where = f"source_path IN {sql_list(paths)} AND run_id IN {sql_list(runs)}"
+        effective = (
+            f"COALESCE({flag} AND {col} IN {sql_list(snap.committed)}, false)"
+            if snap.committed
+            else "false"
+        )
+        n = store.update(
+            name,
+            predicate=f"{where} AND NOT {effective}",
+            updates={flag: "true", col: sql_str(by)},
+        )
+        if n:
+            counts[name] = n
+    return counts
+
+
+def _dataset_of(out: str, snap: Snapshot, run: str) -> str | None:
+    """The dataset of a run: its ``runs`` row, or for a run still committing, the marker its
+    build keeps in staging (None: a run that finished without committing, or that died)."""
+    rows = snap.all_runs.filter(pc.equal(snap.all_runs.column("run_id"), run))
+    if rows.num_rows:
+        return rows.column("dataset")[0].as_py() if run in snap.committed else None
+    marker = read_run_marker(out, run)
+    dataset = marker.get("dataset") if marker else None
+    return dataset if isinstance(dataset, str) else None
+
+
+def _resolve_concurrent(
+    out: str, store: CatalogStore, run_id: str, paths: set[str], planned_version: int,
+    dataset: str,
+) -> tuple[dict[TableName, int], bool]:  # fmt: skip
+    """Decide, before the commit point, which copy of a source ingested concurrently stays live.
+
+    Returns the rows flagged per table and whether any concurrent run was seen.
+
+    *Concurrent* runs are those with ``sources`` rows for ``paths`` (raw: committed or not)
+    that were not committed when this build planned (``planned_version``), did not fail, and
+    ingest into ``dataset``. Of two such runs the one with the larger run id wins (run ids
+    sort by start time, so the newer copy stays), whichever commits first: for each concurrent
+    run ``X`` this commit flags the loser's rows on the shared paths as retired by the winner
+    — ``X``'s rows by this run, or its own rows by ``X``. A flag counts only once its run
+    commits (:mod:`.views`), so:
+
+    * every run appends its ``sources`` rows before it looks, so of two racing runs at least
+      one sees the other, and both apply the same rule;
+    * the loser's rows are flagged before the later of the two commit points: at no catalog
+      version are both copies live, nor neither (a winner that never commits leaves the
+      loser's rows live: its flag never becomes effective).
+    """
+    now = Snapshot.load(store)  # after this run's own appends: sees every racer that appended
+    ref = now.session.dialect.ref
+    seen = now.session.execute(
+        f"SELECT DISTINCT run_id, source_path FROM {ref('sources')} "
+        f"WHERE source_path IN {sql_list(paths)} AND run_id <> {sql_str(run_id)}"
+    ).to_pylist()
+    if not seen:
+        return {}, False
     before = (
         Snapshot.load(store, planned_version).committed if planned_version >= 0 else frozenset()
     )
-    return retire_sources(
-        store, run_id, paths, now, only_runs=now.committed - before, dataset=dataset
-    )
+    shared: dict[str, set[str]] = {}
+    for r in seen:
+        if r["run_id"] is not None and r["run_id"] not in before:
+            shared.setdefault(r["run_id"], set()).add(r["source_path"])
+    counts: dict[TableName, int] = {}
+    racers = False
+    for other, other_paths in sorted(shared.items()):
+        if _dataset_of(out, now, other) != dataset:
+            continue
+        racers = True
+        if other < run_id:  # this run wins: the other's rows go
+            flagged = _flag(store, now, runs=[other], paths=other_paths, by=run_id)
+            for name, n in flagged.items():
+                counts[name] = counts.get(name, 0) + n
+        else:  # the other run wins: this run's rows go, once (if) it commits
+            _flag(store, now, runs=[run_id], paths=other_paths, by=other)
+    return counts, racers
+
+
+def _repair_live(store: CatalogStore, paths: set[str], dataset: str) -> None:
+    """After a commit: where a source of ``paths`` still has live rows from several runs of
+    ``dataset`` (three or more racing builds, one of them lost: a single retirement flag
+    cannot wait for two winners), keep the largest run id and retire the rest by it."""
+    snap = Snapshot.load(store)
+    live = snap.sql(
+        f"SELECT DISTINCT source_path, run_id FROM sources WHERE NOT superseded "
+        f"AND source_path IN {sql_list(paths)} "
+        f"AND run_id IN (SELECT run_id FROM runs WHERE dataset = {sql_str(dataset)})"
+    ).to_pylist()
+    by_path: dict[str, set[str]] = {}
+    for r in live:
+        by_path.setdefault(r["source_path"], set()).add(r["run_id"])
+    for path, runs in sorted(by_path.items()):
+        if len(runs) > 1:
+            winner = max(runs)
+            _flag(store, snap, runs=runs - {winner}, paths=[path], by=winner)
 
 
 def _rebuilt(result: BuildResult) -> tuple[list[str], list[str]]:
@@ -236,6 +340,17 @@ def _retire_rebuilt(store: CatalogStore, run_id: str, result: BuildResult) -> di
     return counts
 
 
+def _leftovers(snap: Snapshot, run_id: str, names: tuple[TableName, ...]) -> list[TableName]:
+    """The tables holding rows of ``run_id`` (an earlier, interrupted commit of the same run):
+    one query for all of them, so a first commit pays no DELETE."""
+    ref = snap.session.dialect.ref
+    union = " UNION ALL ".join(
+        f"SELECT '{n}' AS t FROM {ref(n)} WHERE run_id = {sql_str(run_id)}" for n in names
+    )
+    found = set(snap.session.execute(f"SELECT DISTINCT t FROM ({union}) u").column("t").to_pylist())
+    return [n for n in names if n in found]
+
+
 def _runs_row(
     run_id: str, dataset: str, started_at: datetime, status: str, rows: CatalogRows | None,
     num_conflicts: int = 0,
@@ -292,13 +407,13 @@ def commit_build(
             carried=_carried_documents(snap, result),
         )  # fmt: skip
         leftovers: tuple[TableName, ...] = ("records", "documents", "sources", "errors", "packs")
-        for name in leftovers:  # rows of an interrupted earlier commit of this run (invisible)
+        for name in _leftovers(snap, run_id, leftovers):  # of an interrupted commit (invisible)
             store.delete(name, predicate=f"run_id = {sql_str(run_id)}")
+        if rows.sources.num_rows:  # first: a racing build finds this run by its sources rows
+            store.append("sources", rows.sources, run_id=run_id)
         if rows.num_records:
             store.append("records", rows.records, run_id=run_id)
-        for name, table in (
-            ("documents", rows.documents), ("sources", rows.sources), ("errors", rows.errors),
-        ):  # fmt: skip
+        for name, table in (("documents", rows.documents), ("errors", rows.errors)):
             if table.num_rows:
                 store.append(name, table, run_id=run_id)
         retire = {os.path.abspath(p) for p in retire_paths}
@@ -307,11 +422,13 @@ def commit_build(
             counts[name] = counts.get(name, 0) + n
         if rows.packs.num_rows:
             store.append("packs", rows.packs, run_id=run_id)
-        if planned_version is not None:
-            paths = set(rows.sources.column("source_path").to_pylist())
-            for name, n in _retire_concurrent(
-                store, run_id, paths, planned_version, result.dataset
-            ).items():
+        paths = set(rows.sources.column("source_path").to_pylist())
+        racers = False
+        if planned_version is not None and paths:
+            flagged, racers = _resolve_concurrent(
+                out, store, run_id, paths, planned_version, result.dataset
+            )
+            for name, n in flagged.items():
                 counts[name] = counts.get(name, 0) + n
         runs = _runs_row(
             run_id, result.dataset, started, COMMITTED, rows, num_conflicts=result.num_conflicting
@@ -323,6 +440,12 @@ def commit_build(
         raise CatalogError(
             f"commit of run {run_id} to {out} failed (nothing of it is visible): {type(exc).__name__}: {exc}"
         ) from exc
+    if racers:
+        # only when another build raced this one (three or more racers can leave two copies);
+        # committed: a failure here must not report the commit as failed; the next build of
+        # these sources repairs again
+        with contextlib.suppress(Exception):
+            _repair_live(store, paths, result.dataset)
     return CommitResult(
         run_id=run_id, version=version, num_packs=rows.packs.num_rows, num_records=rows.num_records,
         num_errors=rows.num_errors, num_duplicates=rows.num_duplicates,

@@ -22,22 +22,24 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import OptionError
-from ..inputs.discover import discover
+from ..inputs.discover import discover, normalize_path
+from ..inputs.limits import InputLimits
 from ..inputs.survey import Source, survey
 from ..packing.build import DICOM, TEXT, BuildKind, BuildResult, new_run_id, run_build
 from ..packing.executor import Executor, LocalExecutor
 from ..text.rows import DEFAULT_GLOB
 from .commit import CommitResult, commit_build, record_failed_run
 from .incremental import SourcePlan, known_items, plan_sources, text_carry
+from .schema import TableName
 from .spark_delta import catalog_store
+from .store import AsOf, CatalogStore
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -128,6 +130,25 @@ class CatalogBuildResult:
         return "\n".join(f"{k:<15} {v}" for k, v in rows)
 
 
+class _AsPlanned:
+    """``store``, with its latest ``runs`` version held at ``version``: what the build reads
+    after its plan (the catalogued items, the text records to rebuild) is the catalog the plan
+    saw, even while other builds commit. (Otherwise a source planned as new could find its own
+    items catalogued by a racing build, report them as duplicates instead of packing them, and
+    lose them when the racing copy is retired.)"""
+
+    def __init__(self, store: CatalogStore, version: int) -> None:
+        self._store, self._version = store, version
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def version(self, name: TableName, as_of: AsOf = None) -> int:
+        if name == "runs" and as_of is None:
+            return self._version
+        return self._store.version(name, as_of)
+
+
 def _executor(
     executor: Literal["spark", "local"] | Executor,
     spark: SparkSession | Callable[[], SparkSession] | None,
@@ -187,7 +208,7 @@ def build(
     t0 = time.perf_counter()
     started_at = datetime.now(timezone.utc)
     say = progress or (lambda _msg: None)
-    out = os.path.abspath(out)
+    out = normalize_path(out)
     if callable(spark) and (engine != "delta-rs" or catalog_name is not None):
         spark = spark()  # the Spark Delta store needs the session up front
     store = catalog_store(
@@ -197,8 +218,14 @@ def build(
     text = build_kind is TEXT
     glob = glob_filter or (DEFAULT_GLOB if text else None)
 
+    limits = build_options.get("limits") or InputLimits()
+
     def find(paths: Sequence[str]) -> list[Source]:
-        return survey(discover(list(paths), glob_filter=glob, filter_zips=not text))
+        files = discover(
+            list(paths), glob_filter=glob, filter_zips=not text,
+            follow_symlinks=limits.follow_symlinks,
+        )  # fmt: skip
+        return survey(files, limits=limits)
 
     surveyed = find(sources)
     surveyed_compressed = find(compressed) if compressed else []
@@ -219,6 +246,7 @@ def build(
             errors=0, skipped=0, new_sources=0, changed_sources=0, unchanged_sources=len(plan.unchanged),
             retired_records=0, catalog_version=plan.catalog_version, seconds=time.perf_counter() - t0, plan=plan,
         )  # fmt: skip
+    planned = cast(CatalogStore, _AsPlanned(store, plan.catalog_version or 0))
     comp_paths = {s.path for s in surveyed_compressed}
     ingest = [s for s in plan.to_ingest if s.path not in comp_paths]
     ingest_compressed = [s for s in plan.to_ingest if s.path in comp_paths]
@@ -226,17 +254,17 @@ def build(
     if text:
         known = known_items(
             out, table="documents", identity="doc_id", dataset=dataset,
-            exclude_paths=plan.retire_paths, store=store,
+            exclude_paths=plan.retire_paths, store=planned,
         )  # fmt: skip
         layout = build_options.get("layout") or build_kind.layouts[0]
         carry = text_carry(
-            out, dataset=dataset, layout=layout, exclude_paths=plan.retire_paths, store=store
+            out, dataset=dataset, layout=layout, exclude_paths=plan.retire_paths, store=planned
         )
         scan_options: dict[str, object] = dict(text_options or {})
         if glob_filter:
             scan_options["glob_filter"] = glob_filter
     else:
-        known = known_items(out, dataset=dataset, exclude_paths=plan.retire_paths, store=store)
+        known = known_items(out, dataset=dataset, exclude_paths=plan.retire_paths, store=planned)
         scan_options = {"meta": meta, "promoted": True}
     run_id = run_id or new_run_id()
     result: BuildResult | None = None

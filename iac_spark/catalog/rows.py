@@ -267,7 +267,8 @@ def _pack_row(pack: PackInfo, out: str, run_id: str, now: datetime) -> dict[str,
         "pack_id": pack.pack_id, "dataset": pack.dataset, "path": pack_relpath(out, pack.path),
         "payload_type": header.get("payload_type"), "codec": header.get("codec"),
         "num_records": pack.num_records, "num_patients": pack.num_patients, "num_series": pack.num_series,
-        "data_bytes": pack.data_bytes, "file_bytes": pack.file_bytes, "run_id": run_id, "created_at": now,
+        "data_bytes": pack.data_bytes, "file_bytes": pack.file_bytes,
+        "file_crc32c": pack.file_crc32c, "run_id": run_id, "created_at": now,
     }  # fmt: skip
 
 

@@ -60,6 +60,8 @@ PACKS_SCHEMA = pa.schema(
         ("num_series", _I64),
         ("data_bytes", _I64),
         ("file_bytes", _I64),
+        # CRC-32C of the whole pack file, as published (null in catalogs made before it existed)
+        ("file_crc32c", _I64),
         ("run_id", _S),
         ("created_at", TIMESTAMP),
     ]

@@ -38,6 +38,7 @@ from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalak
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import CatalogError
+from ..inputs.discover import normalize_path
 from .schema import SCHEMAS, TABLES, TableName, conform
 from .views import Dialect
 
@@ -258,7 +259,7 @@ class DeltaRsStore:
         storage_options: dict[str, str] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.out = os.path.abspath(out)
+        self.out = normalize_path(out)
         self.root = catalog_root(self.out)
         self.storage_options = storage_options
         self.retry = retry or RetryPolicy()

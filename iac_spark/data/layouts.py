@@ -16,7 +16,7 @@ native reader.
 
 Example:
     >>> sorted(LAYOUTS)
-    ['dicom_p10']
+    ['dicom_p10', 'dicom_patient']
 """
 
 from __future__ import annotations
@@ -75,10 +75,12 @@ class DicomP10Pack:
     payload_type = "dicom_p10"
 
     def __init__(self, path: str) -> None:
-        from iatro.iac import VariableRecordPack
+        from ..packing.reading import VerifiedPack
 
         self.path = path
-        self._pack = VariableRecordPack(path)
+        # every stored payload's CRC-32 is checked before it is decoded: a flipped byte is a
+        # CorruptPackError naming pack and row, never a wrong sample
+        self._pack = VerifiedPack(path, label=f"pack {os.path.basename(path)}")
 
     def read_bytes(self, rows: Sequence[int]) -> list[bytes]:
         if len(rows) == 1:

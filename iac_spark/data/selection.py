@@ -12,7 +12,7 @@ Example:
     >>> print(default_query())  # doctest: +NORMALIZE_WHITESPACE
     SELECT r.pack_id, r.row, r.sop_instance_uid, r.series_instance_uid, r.study_instance_uid,
     r.patient_id, r.modality, r.instance_number FROM records r JOIN packs p ON r.pack_id = p.pack_id
-    WHERE NOT r.retired AND p.payload_type IN ('dicom_p10') ORDER BY r.pack_id, r.row
+    WHERE NOT r.retired AND p.payload_type IN ('dicom_p10', 'dicom_patient') ORDER BY r.pack_id, r.row
 """
 
 from __future__ import annotations
