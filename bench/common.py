@@ -176,10 +176,15 @@ class Timing:
     name: str
     seconds: list[float] = dataclasses.field(default_factory=list)
     extra: list[Any] = dataclasses.field(default_factory=list)
+    cpu: list[float] = dataclasses.field(default_factory=list)  # CPU s of this process tree
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
 
     def spread(self) -> str:
         if len(self.seconds) == 1:
@@ -188,19 +193,69 @@ class Timing:
 
 
 def interleaved(variants: Sequence[tuple[str, Callable[[], Any]]], runs: int) -> dict[str, Timing]:
-    """Run each variant ``runs`` times, round-robin; return timings (and each run's result)."""
+    """Run each variant ``runs`` times, round-robin; return timings (and each run's result).
+
+    Besides wall time, each run's CPU time of this process and all its descendants (the
+    Spark JVM and its Python workers) is recorded: on a shared machine wall time says what
+    the run got, CPU time what it cost.
+    """
     out = {name: Timing(name) for name, _ in variants}
     check_cores("before timing")
     for i in range(runs):
         for name, fn in variants:
+            c0 = tree_cpu_seconds()
             t0 = time.perf_counter()
             result = fn()
             dt = time.perf_counter() - t0
+            cpu = tree_cpu_seconds() - c0
             out[name].seconds.append(dt)
+            out[name].cpu.append(cpu)
             out[name].extra.append(result)
-            print(f"  run {i + 1}/{runs}  {name:<48s} {dt:8.2f} s", flush=True)
+            print(f"  run {i + 1}/{runs}  {name:<48s} {dt:8.2f} s  (CPU {cpu:6.2f} s)", flush=True)
     check_cores("after timing")
     return out
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants.
+
+    Live descendants are read from ``/proc`` (their own time plus that of their reaped
+    children); children this process reaped itself come from ``RUSAGE_CHILDREN``. A worker
+    that exits between two readings without being reaped by a live process is missed, so
+    this is a lower bound (Spark reuses its Python workers, so little is missed). Returns
+    this process's CPU time alone where ``/proc`` is not available.
+    """
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        parent: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(entry)
+            parent[pid] = int(fields[1])
+            ticks[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    except OSError:
+        return total
+    me = os.getpid()
+    for pid in ticks:
+        p, seen = parent.get(pid), 0
+        while p is not None and p > 1 and seen < 64:
+            if p == me:
+                total += ticks[pid] / tick
+                break
+            p, seen = parent.get(p), seen + 1
+    return total
 
 
 def effective_cores(threads: int = 2) -> float:
@@ -270,7 +325,7 @@ def spark_session(master: str = "local[2]") -> SparkSession:
 # --------------------------------------------------------------------------------------
 
 
-def header(title: str, corpus: Corpus | None, runs: int) -> None:
+def header(title: str, corpus: Corpus | None, runs: int, method: str | None = None) -> None:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     print()
@@ -292,7 +347,10 @@ def header(title: str, corpus: Corpus | None, runs: int) -> None:
             else f"generated in {corpus.generated_seconds:.0f} s"
         )
         print(f"corpus: {corpus.describe()} ({gen})")
-    print(f"each figure: median of {runs} run(s), variants interleaved; spread = min-max seconds")
+    print(
+        method
+        or f"each figure: median of {runs} run(s), variants interleaved; spread = min-max seconds"
+    )
     print("=" * 100)
 
 
