@@ -226,6 +226,11 @@ class Archive:
             raise EncryptedMemberError(f"{where}: member is encrypted; it is not decrypted here")
         if member.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             return self._zipfile_open(member, where)
+        if member.header_offset < 0:
+            raise CorruptZipError(
+                f"{where}: the central directory puts the member at byte "
+                f"{member.header_offset}, before the start of the archive"
+            )
         self._fh.seek(member.header_offset)
         header = self._fh.read(30)
         if len(header) < 30 or header[:4] != _LOCAL:

@@ -257,6 +257,8 @@ def _eocd_is_ours(
         return None
     if cd_offset + cd_size != at and starts_local:
         return None  # a nested zip's record, or offsets that do not add up
+    if start < cd_offset:
+        return None  # bytes missing from the front: no offset in the directory is right
     directory = CentralDirectory(entries, start, cd_size, start - cd_offset)
     if entries == 0 and cd_size == 0:
         return directory
