@@ -5,8 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_DATA ?= demo_data
 DEMO_OUT  ?= demo_out
+# extra arguments of `make bench`, e.g. BENCH_ARGS="--quick" or "--only scan,build --runs 5"
+BENCH_ARGS ?=
 
-.PHONY: help venv delta-jars demo test check bench-scan bench-build bench-read clean
+.PHONY: help venv delta-jars demo test check fuzz bench bench-scan bench-build bench-read bench-text \
+        bench-train bench-layouts bench-scale clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 14
@@ -81,6 +84,14 @@ check: $(STAMP)  ## ruff + mypy
 	$(VENV)/bin/ruff format --check iac_spark tests bench
 	$(VENV)/bin/mypy
 
+# the suite runs the fuzz targets derandomized with a few hundred inputs each; this runs many
+# more from random seeds (a failure prints its @reproduce_failure blob)
+fuzz: $(STAMP)  ## long fuzzing run (random seeds)
+	IAC_FUZZ_RANDOM=1 IAC_FUZZ_EXAMPLES=$${IAC_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -m fuzz tests/test_fuzz.py tests/test_salvage.py
+
+bench: $(STAMP)  ## every benchmark; writes bench/RESULTS.md
+	$(PY) bench/run_all.py $(BENCH_ARGS)
+
 bench-scan: $(STAMP)  ## metadata scan benchmark (prints files/s and ratios vs baseline)
 	$(PY) bench/scan.py
 
@@ -89,6 +100,18 @@ bench-build: $(STAMP)  ## pack build throughput vs a single-process baseline
 
 bench-read: $(STAMP)  ## random and batched pack reads vs reading from the zips
 	$(PY) bench/read.py
+
+bench-text: $(STAMP)  ## clinical text build vs a single-process baseline; text record codec
+	$(PY) bench/text.py
+
+bench-layouts: $(STAMP)  ## dicom_patient packs vs dicom_p10 and the zips: bytes, build, pixel reads
+	$(PY) bench/layouts.py
+
+bench-scale: $(STAMP)  ## catalog build at 10k and 100k members: per-member costs, driver memory
+	$(PY) bench/scale.py
+
+bench-train: $(STAMP)  ## training reads: RecordDataset pixels vs the zips, cohort SQL and lookup latency
+	$(PY) bench/train_read.py
 
 clean:  ## remove demo output and caches (keeps .venv)
 	rm -rf $(DEMO_DATA) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -522,10 +522,11 @@ def mutated_zips(draw: st.DrawFn) -> bytes:
     return bytes(blob)
 
 
+@pytest.mark.fuzz
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize=os.environ.get("IAC_FUZZ_RANDOM", "").lower() not in ("1", "true", "yes"),
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
