@@ -17,81 +17,55 @@ Locally, with no JVM::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-import iac_spark
-from iac_spark import catalog
+from iac_spark import catalog, jobs
 from iac_spark.catalog.spark_delta import optimize_tables
-from iac_spark.errors import CatalogError, IacSparkError
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+from iac_spark.errors import CatalogError
 
 STEPS = ("verify", "vacuum", "optimize")
 
 
 def parser() -> argparse.ArgumentParser:
     """The job's arguments (``tests/test_bundle.py`` checks the bundle's parameters against it)."""
-    p = argparse.ArgumentParser(
-        prog="maintenance", description=__doc__.split("\n\n")[0], allow_abbrev=False
-    )
-    p.add_argument("--out", required=True, help="output root: OUT/packs/ and OUT/_catalog/")
+    p = jobs.job_parser("maintenance", __doc__)
+    jobs.add_out_argument(p)
     p.add_argument("--step", choices=(*STEPS, "all"), default="all", help="one step, or all")
     p.add_argument("--decode", action="store_true", help="verify: decode every record as well")
     p.add_argument("--dry-run", action="store_true", help="vacuum: list, remove nothing")
-    p.add_argument(
-        "--engine", choices=("delta-rs", "spark"), default="delta-rs",
-        help="catalog engine: delta-rs (embedded) or Spark Delta",
-    )  # fmt: skip
-    p.add_argument(
-        "--catalog-name", type=lambda s: s or None, default=None,
-        help="the catalog tables are metastore / Unity Catalog tables <name>_<table> "
-        "(implies --engine spark); empty: path tables under OUT",
-    )  # fmt: skip
-    p.add_argument("--master", default="local[*]", help="Spark master of a local session")
+    jobs.add_catalog_arguments(p, job="maintenance")
+    jobs.add_master_argument(p)
     return p
 
 
-def spark_session(master: str, *, delta: bool) -> SparkSession:
-    """Databricks' session (classic or serverless) when there, else a local one."""
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        from pyspark.sql import SparkSession
-
-        return iac_spark.register(SparkSession.builder.getOrCreate())
-    return iac_spark.local_session(master, delta=delta)
+def maintain(args: argparse.Namespace) -> int:
+    steps = STEPS if args.step == "all" else (args.step,)
+    spark_engine = jobs.uses_spark_delta(args)
+    # the same store for every step: vacuum must see the tables the builds commit to
+    store = catalog.catalog_store(
+        args.out, spark=jobs.spark_session(args.master, delta=True) if spark_engine else None,
+        engine="spark" if spark_engine else "delta-rs", catalog_name=args.catalog_name,
+    )  # fmt: skip
+    if not store.exists():  # vacuum would take every pack for unreferenced
+        raise CatalogError(
+            f"no catalog at {store.location('runs')}: check --out, --engine and --catalog-name"
+        )
+    if "verify" in steps:
+        report = catalog.verify(args.out, decode=args.decode, store=store)
+        print(report)
+        if not report.ok:
+            return 1
+    if "vacuum" in steps:
+        print(catalog.vacuum(args.out, dry_run=args.dry_run, store=store))
+    if "optimize" in steps:
+        for name, metrics in optimize_tables(store).items():
+            print(f"optimize {name:<10} {metrics}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    steps = STEPS if args.step == "all" else (args.step,)
-    spark_engine = args.engine == "spark" or args.catalog_name is not None
-    try:
-        # the same store for every step: vacuum must see the tables the builds commit to
-        store = catalog.catalog_store(
-            args.out, spark=spark_session(args.master, delta=True) if spark_engine else None,
-            engine="spark" if spark_engine else "delta-rs", catalog_name=args.catalog_name,
-        )  # fmt: skip
-        if not store.exists():  # vacuum would take every pack for unreferenced
-            raise CatalogError(
-                f"no catalog at {store.location('runs')}: check --out, --engine and --catalog-name"
-            )
-        if "verify" in steps:
-            report = catalog.verify(args.out, decode=args.decode, store=store)
-            print(report)
-            if not report.ok:
-                return 1
-        if "vacuum" in steps:
-            print(catalog.vacuum(args.out, dry_run=args.dry_run, store=store))
-        if "optimize" in steps:
-            for name, metrics in optimize_tables(store).items():
-                print(f"optimize {name:<10} {metrics}")
-    except IacSparkError as exc:
-        print(f"maintenance: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return jobs.run_job(parser(), maintain, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ ENGINE_FREE = (
     "iac_spark.inputs", "iac_spark.dicom.header", "iac_spark.dicom.dicom_json",
     "iac_spark.dicom.compat", "iac_spark.dicom.rows", "iac_spark.text", "iac_spark.text.rows",
     "iac_spark.packing", "iac_spark.packing.build", "iac_spark.packing.text",
-    "iac_spark.packing.dicom_patient", "iac_spark.catalog",
+    "iac_spark.packing.dicom_patient", "iac_spark.catalog", "iac_spark.jobs",
 )  # fmt: skip
 
 PROBE = """
