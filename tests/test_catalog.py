@@ -332,6 +332,29 @@ def test_changed_source_is_reingested_and_old_records_retired(stage: Stage) -> N
     assert sql_live == live(recs).num_rows
 
 
+def test_lookup_by_sop_instance_uid_finds_the_live_record(stage: Stage) -> None:
+    c = cat.open(stage.out)
+    recs = c.records().to_pylist()
+    [retired] = {r["sop_instance_uid"] for r in recs if r["retired"]} & {
+        r["sop_instance_uid"] for r in recs if r["source_member"] == stage.changed_member
+    }
+    some = sorted({r["sop_instance_uid"] for r in recs if not r["retired"]})[:5]
+    got = c.lookup([*some, retired, "9.9.9"]).to_pylist()
+    want = [
+        {"sop_instance_uid": r["sop_instance_uid"], "pack_id": r["pack_id"], "row": r["row"]}
+        for r in sorted(recs, key=lambda r: (r["pack_id"], r["row"]))
+        if not r["retired"] and r["sop_instance_uid"] in {*some, retired}
+    ]
+    assert got == want and len(got) == 6  # the changed member: its live copy only; 9.9.9: none
+    assert c.lookup(some[0]).to_pylist() == [w for w in want if w["sop_instance_uid"] == some[0]]
+    assert c.lookup([]).num_rows == 0
+    # at the first version the retired copy is the live one
+    then = cat.open(stage.out, as_of=stage.r1.catalog_version).lookup(retired).to_pylist()
+    assert [h["pack_id"] for h in then] == [
+        r["pack_id"] for r in recs if r["retired"] and r["sop_instance_uid"] == retired
+    ]
+
+
 def test_duplicate_across_builds_is_an_error_row_not_a_record(stage: Stage) -> None:
     c = cat.open(stage.out)
     dups = [e for e in c.errors().to_pylist() if e["stage"] == "duplicate"]

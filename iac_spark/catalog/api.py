@@ -21,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import CatalogError
 from ..inputs.discover import normalize_path
@@ -40,6 +42,15 @@ if TYPE_CHECKING:
 __all__ = ["Catalog", "open", "register_views", "sql"]
 
 
+_UID_INDEX = pa.schema(
+    [("sop_instance_uid", pa.string()), ("pack_id", pa.string()), ("row", pa.int64())]
+)
+_UID_INDEX_QUERY = (
+    "SELECT sop_instance_uid, pack_id, row FROM records "
+    "WHERE NOT retired AND sop_instance_uid IS NOT NULL ORDER BY pack_id, row"
+)
+
+
 class Catalog:
     """A consistent, read-only view of the catalog under ``OUT/_catalog`` at one version.
 
@@ -51,6 +62,7 @@ class Catalog:
         self.out = normalize_path(out)
         self.store = store or DeltaRsStore(self.out)
         self.snapshot = Snapshot.load(self.store, as_of)
+        self._uid_index: pa.Table | None = None  # lookup(): UID, pack, row of live records
 
     def __repr__(self) -> str:
         return f"Catalog({self.out!r}, version={self.version}, runs={len(self.snapshot.committed)})"
@@ -102,6 +114,33 @@ class Catalog:
     def sql(self, query: str) -> pa.Table:
         """Run SQL over this view's tables (DataFusion, or Spark SQL for a Spark Delta store)."""
         return self.snapshot.sql(query)
+
+    def lookup(self, sop_instance_uids: str | Iterable[str]) -> pa.Table:
+        """The live records of these SOP Instance UIDs: ``sop_instance_uid, pack_id, row``.
+
+        An unknown UID has no row; one with conflicting live copies has a row per copy. Rows
+        come in the order of the catalog's ``(pack_id, row)``. The first call reads the UID,
+        pack and row of every live record of this view once and keeps them (about 100 bytes
+        a record, 10 MB per 100,000); every later call is a vectorised match in memory (about
+        1 ms per 100,000 live records) where one SQL query costs 10-20 ms. The view is fixed
+        at one version, so what it keeps never goes stale.
+
+        Example (``demo_out`` from ``make demo``):
+
+            >>> c = open("demo_out")                                         # doctest: +SKIP
+            >>> c.lookup(["1.2.826.0.1.3680043.8.498.7", "9.9"]).to_pylist()  # doctest: +SKIP
+            [{'sop_instance_uid': '1.2.826.0.1.3680043.8.498.7', 'pack_id': 'r20261201-0000', 'row': 17}]
+        """
+        wanted = (
+            [sop_instance_uids] if isinstance(sop_instance_uids, str) else list(sop_instance_uids)
+        )
+        index = self._uid_index
+        if index is None:
+            index = self.sql(_UID_INDEX_QUERY)
+            index = pa.table({f.name: index.column(f.name).cast(f.type) for f in _UID_INDEX})
+            self._uid_index = index
+        mask = pc.is_in(index.column("sop_instance_uid"), value_set=pa.array(wanted, pa.string()))
+        return index.filter(mask)
 
 
 def open(out: str, *, as_of: AsOf = None, store: CatalogStore | None = None) -> Catalog:
