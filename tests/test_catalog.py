@@ -810,3 +810,73 @@ def test_delta_spark_reads_what_delta_rs_wrote(
         assert _rows(by_spark[name]) == _rows(by_delta_rs[name]), name
     retired = spark.sql("SELECT count(*) FROM auto_records WHERE retired").collect()[0][0]
     assert retired == first.num_records
+
+
+@pytest.mark.delta_spark
+def test_delta_spark_text_verify_vacuum_and_racing_builds(
+    delta_spark: Any, local_zips: list[Path], tmp_path: Path
+) -> None:
+    # the Spark Delta catalog (engine="spark") with text packs, verify and vacuum through
+    # its store, and two whole builds over overlapping inputs committing at once
+    from iac_spark.testing.textcorpus import TextCorpusSpec, generate_text_corpus
+
+    spark = delta_spark
+    out = str(tmp_path / "out")
+    store = cat.SparkDeltaStore(spark, out)
+    notes = generate_text_corpus(
+        tmp_path / "notes", TextCorpusSpec(patients=3, docs_per_patient=3, seed=11)
+    )
+    text = cat.build(
+        spark, [str(notes.root)], out, dataset="notes", kind="text", executor="local",
+        engine="spark",
+    )  # fmt: skip
+    assert text.records == 3
+    cat.register_views(spark, out, engine="spark", prefix="t_")
+    docs = spark.sql("SELECT doc_id FROM t_documents WHERE NOT retired").collect()
+    assert sorted(r[0] for r in docs) == sorted(d.doc_id for d in notes.docs)
+    # two builds race into OUT over overlapping inputs: each input packed exactly once
+    data = tmp_path / "dicom"
+    data.mkdir()
+    for z in local_zips[:3]:
+        shutil.copy(z, data / z.name)
+    inputs = [
+        sorted(str(p) for p in data.iterdir())[:2],
+        sorted(str(p) for p in data.iterdir())[1:],
+    ]
+    barrier = threading.Barrier(2)
+    results: list[Any] = [None, None]
+
+    def race(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = cat.build(
+                spark, inputs[i], out, dataset="ct", executor="local", engine="spark"
+            )
+        except Exception as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r for r in results if isinstance(r, Exception)], results
+    c = cat.open(out, store=store)
+    dicom = pc.is_valid(c.records().column("sop_instance_uid"))
+    recs = c.records().filter(dicom)
+    uids = Counter(live(recs).column("sop_instance_uid").to_pylist())
+    assert uids and set(uids.values()) == {1}
+    dicom_members = sum(
+        sum(n.endswith(".dcm") for n in zipfile.ZipFile(p).namelist()) for p in data.iterdir()
+    )
+    assert len(uids) == dicom_members  # each packed once
+    live_sources = [s for s in c.sources().to_pylist() if not s["superseded"]]
+    ct_sources = [s["source_path"] for s in live_sources if s["source_path"].startswith(str(data))]
+    assert sorted(ct_sources) == sorted(str(p) for p in data.iterdir())  # once each
+    # verify and vacuum through the Spark Delta store; a stray pack is found and removed
+    assert cat.verify(out, store=store, decode=True).ok
+    stray = Path(out) / "packs" / "ct" / "stray.iac"
+    stray.write_bytes(b"not a pack")
+    report = cat.vacuum(out, retention_hours=0, store=store)
+    assert report.orphan_packs == [str(stray)] and not stray.exists()
+    assert cat.verify(out, store=store).ok
