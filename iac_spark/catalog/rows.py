@@ -128,19 +128,27 @@ def _conform_records(t: pa.Table, run_id: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=RECORDS_SCHEMA)
 
 
-def _scan_attributes(path: str) -> pa.Table:
-    """The ok rows of one scan file: join keys, raw CRC-32 and whatever attributes it carries."""
-    table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-    table = table.filter(pc.equal(table.column("status"), "ok"))
-    cols: dict[str, Any] = {
-        "source_path": table.column("path"),
-        "_member": pc.fill_null(table.column("member"), _NO_MEMBER),
-        "raw_crc32": table.column("crc32"),
-    }
+#: Scan rows joined at a time: bounds the driver's memory in the commit (a row's ``meta`` can
+#: be tens of KB) while keeping the joins against the index few.
+SCAN_SLICE_ROWS = 4096
+
+
+def _scan_slices(path: str) -> Iterator[pa.Table]:
+    """One scan file, memory-mapped, in slices of :data:`SCAN_SLICE_ROWS` rows (no copies)."""
+    reader = pa.ipc.open_file(pa.memory_map(path))
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        for start in range(0, batch.num_rows, SCAN_SLICE_ROWS):
+            yield pa.Table.from_batches([batch.slice(start, SCAN_SLICE_ROWS)])
+
+
+def _attributes_of(part: pa.Table, rows: pa.Array) -> dict[str, Any]:
+    """Raw CRC-32 and whatever attributes the scan rows ``rows`` of ``part`` carry."""
+    cols = {"raw_crc32": part.column("crc32").take(rows)}
     for name in ATTRIBUTE_COLUMNS:
-        if name in table.column_names:
-            cols[name] = table.column(name)
-    return pa.table(cols)
+        if name in part.column_names:
+            cols[name] = part.column(name).take(rows)
+    return cols
 
 
 def records_stream(result: BuildResult) -> tuple[Callable[[], pa.RecordBatchReader], int]:
@@ -163,17 +171,20 @@ def records_stream(result: BuildResult) -> tuple[Callable[[], pa.RecordBatchRead
             "_member", pc.fill_null(index.column("source_member"), _NO_MEMBER)
         )
         matched = 0
-        for path in result.scan_files:
-            attrs = _scan_attributes(path)
-            # join on the keys only (Acero joins carry no list columns), then take the attributes
-            keys = attrs.select(["source_path", "_member"]).append_column(
-                "_arow", pa.array(range(attrs.num_rows), pa.int64())
-            )
+        for part in (p for path in result.scan_files for p in _scan_slices(path)):
+            # join on the keys of the ok rows only (Acero joins carry no list columns), then
+            # take the attributes of the matched rows: one copy, of one slice
+            keys = pa.table({
+                "source_path": part.column("path"),
+                "_member": pc.fill_null(part.column("member"), _NO_MEMBER),
+                "_arow": pa.array(range(part.num_rows), pa.int64()),
+            }).filter(pc.equal(part.column("status"), "ok"))  # fmt: skip
             joined = keyed.join(keys, keys=["source_path", "_member"], join_type="inner")
+            if joined.num_rows == 0:
+                continue
             joined = joined.sort_by([("pack_id", "ascending"), ("row", "ascending")])
-            taken = attrs.drop_columns(["source_path", "_member"]).take(joined.column("_arow"))
-            for name in taken.column_names:
-                joined = joined.append_column(name, taken.column(name))
+            for name, column in _attributes_of(part, joined.column("_arow")).items():
+                joined = joined.append_column(name, column)
             matched += joined.num_rows
             yield from _conform_records(joined, run_id).to_batches(max_chunksize=4096)
         if matched != total:

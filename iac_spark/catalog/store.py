@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Protocol, TypeAlias, TypeVar
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import CatalogError
@@ -70,6 +70,12 @@ AsOf: TypeAlias = int | datetime | str | None
 PLAIN_TABLE_PROPERTIES: dict[str, str] = {"delta.enableDeletionVectors": "false"}
 
 T = TypeVar("T")
+
+#: Parquet row groups of at most this many rows: the writer buffers one row group, so this
+#: bounds a streamed append's memory (``records.meta`` can be tens of KB a row), and readers
+#: can skip row groups by their statistics.
+ROW_GROUP_ROWS = 16384
+_WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 #: Rows to append: a table, or a callable returning a reader (called again on a retry).
 Rows: TypeAlias = pa.Table | Callable[[], pa.RecordBatchReader]
@@ -360,8 +366,9 @@ class DeltaRsStore:
             payload = table if table is not None else data()
             # schema_mode="merge": a catalog made by an older version gains the new columns
             write_deltalake(
-                dt, payload, mode="append", schema_mode="merge", commit_properties=props
-            )
+                dt, payload, mode="append", schema_mode="merge", commit_properties=props,
+                writer_properties=_WRITER,
+            )  # fmt: skip
             return int(dt.version())
 
         return retrying(
