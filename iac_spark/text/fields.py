@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from iac_spark.errors import OptionError
@@ -136,9 +137,8 @@ def path_fields(
     """
     compiled = compile_path_pattern(pattern) if isinstance(pattern, str) else pattern
     name = path.rsplit("!", 1)[-1].replace("\\", "/")
-    starts = [0, *(i + 1 for i, c in enumerate(name) if c == "/")]
     partial: list[str] = []
-    for start in reversed(starts):  # trailing runs of components, shortest first
+    for start in _component_starts(name):  # trailing runs of components, shortest first
         match = compiled.fullmatch(name[start:])
         if match is None:
             continue
@@ -165,6 +165,21 @@ def path_fields(
         doc_timestamp=ts,
         doc_id=make_doc_id(pid, enc, dtype, ts),
     )
+
+
+def _component_starts(name: str) -> Iterator[int]:
+    """Where each trailing run of ``/``-separated components of ``name`` starts, last first.
+
+    >>> list(_component_starts("a/bc/d"))
+    [5, 2, 0]
+    """
+    end = len(name)
+    while True:
+        slash = name.rfind("/", 0, end)
+        yield slash + 1
+        if slash < 0:
+            return
+        end = slash
 
 
 def _describe(compiled: re.Pattern[str]) -> str:
