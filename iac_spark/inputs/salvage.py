@@ -772,20 +772,21 @@ class _MemberStream(io.RawIOBase):
                 src = d.unconsumed_tail
             else:
                 # as much compressed data as the read asks for output, 4-64 KiB: a header
-                # read inflates little more than the header
+                # read inflates little more than the header; with all of it in, zlib may
+                # still hold output back (a read smaller than the last block): drain that
                 want = min(max(n, 4096), 1 << 16, self._end - self._pos)
-                if want <= 0:
-                    raise CorruptZipError(
-                        f"{self._where}: deflate data ends before its end marker "
-                        f"(after {self._out} of {self._declared} bytes)"
-                    )
-                src = self._compressed(want)
+                src = self._compressed(want) if want > 0 else b""
             try:
                 data = d.decompress(src, max(1, min(n, self._declared - self._out + 1)))
             except zlib.error as exc:
                 raise CorruptZipError(f"{self._where}: cannot inflate member: {exc}") from exc
             if data:
                 return self._emit(data)
+            if not src and not d.eof:
+                raise CorruptZipError(
+                    f"{self._where}: deflate data ends before its end marker "
+                    f"(after {self._out} of {self._declared} bytes)"
+                )
 
     def _compressed(self, want: int) -> bytes:
         data = _read_at(self._fh, self._pos, want)
