@@ -518,15 +518,15 @@ def _inflate_to_end(
     while not d.eof:
         if d.unconsumed_tail:
             src = d.unconsumed_tail
-        else:
+        else:  # at the end of the file zlib may still hold output back: drain it first
             src = _read_at(fh, pos, min(_CHUNK, size - pos))
-            if not src:
-                return "eof"
             pos += len(src)
         try:
             data = d.decompress(src, _CHUNK)
         except zlib.error:
             return "lost"
+        if not src and not data and not d.eof:
+            return "eof"
         out += len(data)
         if out > limit:
             return "limit"
