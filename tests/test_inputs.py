@@ -223,20 +223,6 @@ def test_plan_splits_big_zip_by_member_ranges(tmp_path: Path, ct_bytes: bytes) -
     assert len(rows) == 41 and len({(r[0], r[1]) for r in rows}) == 41
 
 
-def test_plan_counts_partitions_from_bytes_in_whole_waves(
-    tmp_path: Path, ct_bytes: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_zip(tmp_path / "big.zip", {f"{i:03d}.dcm": ct_bytes for i in range(40)})
-    sources = survey(discover([str(tmp_path)]))
-    on_disk = sum(s.file.size for s in sources)
-    monkeypatch.setattr("iac_spark.inputs.plan.default_parallelism", lambda: 2)
-    # bytes on disk / max = 3 partitions, rounded up to 2 waves of 2 cores
-    assert len(plan_partitions(sources, max_partition_bytes=on_disk // 3 + 1)) == 4
-    assert len(plan_partitions(sources, max_partition_bytes=on_disk // 2 + 1)) == 2
-    assert len(plan_partitions(sources, max_partition_bytes=on_disk * 10)) == 2  # every core
-    assert len(plan_partitions(sources, max_partition_bytes=1, num_partitions=3)) == 3
-
-
 def test_options() -> None:
     o = ZipDcmOptions.parse(
         {"PATH": "/d", "Content": "false", "numPartitions": "3", "maxPartitionBytes": "1m"}

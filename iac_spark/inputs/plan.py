@@ -74,9 +74,8 @@ def plan_partitions(
 ) -> list[list[ScanUnit]]:
     """Group units into partitions of about equal weight, keeping input order.
 
-    Without ``num_partitions`` the count is (bytes on disk) / ``max_partition_bytes`` rounded up
-    to a multiple of :func:`default_parallelism` (so small inputs still use every core, and the
-    last wave of tasks is a full one). The count comes from
+    Without ``num_partitions`` the count is the larger of (bytes on disk) / ``max_partition_bytes``
+    and :func:`default_parallelism` (so small inputs still use every core). The count comes from
     bytes, the balance from weights: a member's fixed cost must not multiply the partitions (each
     costs a task's fixed overhead), only spread them evenly.
     """
@@ -84,9 +83,7 @@ def plan_partitions(
         return []
     total = sum(s.total_weight for s in sources)
     on_disk = sum(s.file.size for s in sources)
-    cores = default_parallelism()
-    # whole waves: 3 equal partitions on 2 cores take as long as 4 (the third runs alone)
-    wanted = num_partitions or cores * max(1, math.ceil(on_disk / max_partition_bytes / cores))
+    wanted = num_partitions or max(math.ceil(on_disk / max_partition_bytes), default_parallelism())
     target = max(1, math.ceil(total / wanted))
     units = plan_units(sources, target)
     wanted = min(wanted, len(units))
