@@ -909,3 +909,26 @@ def test_fuzz_valid_members_read_back_whole(data: bytes, level: int, first: int)
         with arch.open(m) as stream:
             assert stream.read(first) + stream.read() == data
     ran("valid members", "ok")
+
+
+def _zip64_local_member(name: bytes, size: int) -> bytes:
+    """A stored member's local header whose ZIP64 extra field declares ``size`` (and 4
+    compressed bytes, which follow); no central directory (the salvage walk reads it)."""
+    extra = struct.pack("<HHQQ", 0x0001, 16, size, 4)
+    header = struct.pack(
+        "<4sHHHHHIIIHH", b"PK\x03\x04", 45, 0, 0, 0, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF,
+        len(name), len(extra),
+    )  # fmt: skip
+    return header + name + extra + b"DICM"
+
+
+def test_a_zip64_size_beyond_int64_is_an_error_row(tmp_path: Path) -> None:
+    # found by make fuzz (random seeds): a ZIP64 size of 0xFF00...A2 reached the scan's int64
+    # size column, and building the Arrow batch raised OverflowError (a failed scan task)
+    path = tmp_path / "huge.zip"
+    path.write_bytes(_zip64_local_member(b"s/IM0002.dcm", (1 << 64) - 94))
+    parser = DicomParser()
+    rows = list(scan_unit(ScanUnit(str(path), "zip"), parser, stats=ScanStats()))
+    assert [(r[1], r[-2]) for r in rows] == [("s/IM0002.dcm", "error")]
+    assert "declared size 18446744073709551522 is beyond any file's size" in rows[0][-1]
+    rows_to_batch(rows, scan_schema(parser, content=False))  # fits the columns

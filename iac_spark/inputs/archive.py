@@ -60,6 +60,7 @@ from .archives import MemberInfo, decode_raw_name, read_bounded, unique_name
 from .gzipped import is_gzip, read_gzip_member
 from .limits import InputLimits, TooManyMembersError
 from .salvage import (
+    MAX_DECLARED_SIZE,
     CentralDirectory,
     EncryptedMemberError,
     SalvagedMember,
@@ -390,6 +391,8 @@ def _read_directory(
         if _U32_MAX in (usize, csize, offset):
             start = pos + 46 + n_name
             usize, csize, offset = _zip64(buf[start : start + n_extra], usize, csize, offset)
+            if max(usize, csize, offset) > MAX_DECLARED_SIZE:
+                raise _BadDirectory(f"{where}: a ZIP64 size or offset of {name!r} is out of range")
         pos += need
         if not name.endswith("/"):
             member = MemberInfo(

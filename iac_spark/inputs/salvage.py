@@ -59,6 +59,7 @@ from ..errors import CorruptZipError, MemberError, MemberTooLargeError, location
 from .archives import decode_member_name, read_bounded
 
 __all__ = [
+    "MAX_DECLARED_SIZE",
     "CentralDirectory",
     "EncryptedMemberError",
     "SalvageError",
@@ -94,6 +95,9 @@ _FLAG_DESCRIPTOR = 0x8
 _FLAG_UTF8 = 0x800
 _ZIP64_TAG = 0x0001
 _U32_MAX = 0xFFFFFFFF
+#: The largest size or offset a zip may declare here (a signed 64-bit value: the scan's
+#: columns are int64, and no file is larger).
+MAX_DECLARED_SIZE = (1 << 63) - 1
 _CHUNK = 1 << 20
 _BUFFER = 256  # a member stream's buffer: reads go to the member at the size asked for
 _AHEAD = 1024  # bytes read at each header: the fixed part, and the name and extra field mostly
@@ -418,6 +422,15 @@ def _member_at(
             present = max(0, size - data_offset)
             return _stop(found, where, member_where, index, pos, name, present, limit)
         crc, csize, usize, end = found
+    if max(usize, csize) > MAX_DECLARED_SIZE:  # a ZIP64 field or descriptor out of range
+        return SalvageError(
+            index,
+            pos,
+            name,
+            CorruptZipError(
+                f"{member_where}: declared size {max(usize, csize)} is beyond any file's size"
+            ),
+        )
     info.CRC, info.compress_size, info.file_size = crc, csize, usize
     if info.filename.endswith("/"):  # ZipInfo.is_dir() fails on an empty name
         return None, end
