@@ -16,7 +16,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_packs", "local_session", "register", "remote_session"]
+__all__ = [
+    "__version__",
+    "build_packs",
+    "build_text_packs",
+    "local_session",
+    "register",
+    "remote_session",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,8 +31,8 @@ def __getattr__(name: str) -> Any:
         from . import session
 
         return getattr(session, name)
-    if name == "build_packs":
-        from .spark_executor import build_packs
+    if name in ("build_packs", "build_text_packs"):
+        from . import spark_executor
 
-        return build_packs
+        return getattr(spark_executor, name)
     raise AttributeError(f"module 'iac_spark' has no attribute {name!r}")

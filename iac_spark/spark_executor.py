@@ -40,9 +40,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import BuildError
+from .errors import BuildError, OptionError
 from .inputs.scan import SourceCounts
-from .packing.build import DICOM, BuildKind, BuildResult, BuildSettings, ScanPhase, build_from_scan
+from .packing.build import (
+    DICOM,
+    TEXT,
+    BuildKind,
+    BuildResult,
+    BuildSettings,
+    ScanPhase,
+    build_from_scan,
+)
 from .packing.executor import Attempt, Progress, TaskFn
 from .packing.layout import staging_dir
 from .packing.scanning import ScanTaskResult
@@ -52,7 +60,14 @@ from .session import is_connect
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkExecutor", "VisibilityProbe", "build_packs", "check_probes", "probe_visibility"]
+__all__ = [
+    "SparkExecutor",
+    "VisibilityProbe",
+    "build_packs",
+    "build_text_packs",
+    "check_probes",
+    "probe_visibility",
+]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -263,15 +278,17 @@ class SparkExecutor:
             shutil.rmtree(probe_dir, ignore_errors=True)
 
 
-def _dataframe_scan(df: DataFrame, kind: BuildKind) -> ScanPhase:
-    """The scan phase of :func:`build_packs`: a Spark job writes the DataFrame's rows to staging."""
+def _dataframe_scan(df: DataFrame, kind: BuildKind, *, role: str = "source") -> ScanPhase:
+    """The scan phase of :func:`build_packs`: a Spark job writes the DataFrame's rows to staging
+    (``role`` ``"compressed"``: the teacher-compressed side of a pair build)."""
     missing = [c for c in kind.plan_columns if c not in df.columns]
     if missing:
         raise BuildError(
-            f"build_packs needs a {kind.name} scan DataFrame (spark.read.format(...)); "
+            f"building packs needs a {kind.name} scan DataFrame (spark.read.format(...)); "
             f"missing columns {missing}"
         )
     columns = [c for c in df.columns if c != "content"]  # members are re-read by the pack tasks
+    prefix = "scan" if role == "source" else role
 
     def scan(scan_dir: str) -> list[ScanTaskResult]:
         def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -281,7 +298,7 @@ def _dataframe_scan(df: DataFrame, kind: BuildKind) -> ScanPhase:
             part = ctx.partitionId() if ctx is not None else 0
             attempt = ctx.taskAttemptId() if ctx is not None else 0
             os.makedirs(scan_dir, exist_ok=True)
-            path = os.path.join(scan_dir, f"scan-{part:05d}-a{attempt}.arrow")
+            path = os.path.join(scan_dir, f"{prefix}-{part:05d}-a{attempt}.arrow")
             counts: dict[str, SourceCounts] = {}
             n = 0
             writer = None
@@ -306,7 +323,7 @@ def _dataframe_scan(df: DataFrame, kind: BuildKind) -> ScanPhase:
                     schema = pa.schema([pa.field(c, pa.string()) for c in columns])
                     writer = pa.ipc.new_file(sink, schema)
                 writer.close()
-            result = ScanTaskResult(part, attempt, path, n, counts)
+            result = ScanTaskResult(part, attempt, path, n, counts, role)
             yield pa.RecordBatch.from_arrays([pa.array([pickle.dumps(result)], pa.binary())], ["r"])
 
         table = df.select(*columns).mapInArrow(write, "r binary").toArrow()
@@ -340,4 +357,53 @@ def build_packs(
     return build_from_scan(
         _dataframe_scan(df, DICOM), out, executor=SparkExecutor(df.sparkSession), kind=DICOM,
         settings=settings, known=known, run_id=run_id, progress=progress,
+    )  # fmt: skip
+
+
+def build_text_packs(
+    df: DataFrame,
+    out: str,
+    *,
+    dataset: str = "default",
+    layout: str = "clinical_text",
+    compressed: DataFrame | None = None,
+    known: pa.Table | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+    **options: object,
+) -> BuildResult:
+    """Pack the notes of a ``ziptext`` DataFrame into ``OUT/packs/<dataset>/`` with Spark.
+
+    One record per patient in the ``clinical_text`` layout, or with
+    ``layout="clinical_text_pair"`` each note paired on ``doc_id`` with its partner in
+    ``compressed`` (a second ``ziptext`` DataFrame, e.g. of the teacher-compressed notes);
+    notes without a partner on either side are reported in :attr:`BuildResult.issues` with
+    stage ``unpaired``. The same core as :func:`build_packs` (plan, pack tasks on this session,
+    merge); ``options`` are :class:`~iac_spark.packing.BuildSettings` fields. Raises
+    :class:`BuildError` on failure, after removing everything this run wrote.
+
+    Example::
+
+        notes = spark.read.format("ziptext").option("includeSkipped", "true").load("demo_data/notes")
+        result = iac_spark.build_text_packs(notes, "demo_out", dataset="notes")
+    """
+    settings = BuildSettings.make(TEXT, dataset=dataset, layout=layout, **options)
+    if (compressed is not None) != (layout in TEXT.pair_layouts):
+        raise OptionError(
+            f"layout {layout!r} "
+            + (
+                "needs the compressed notes' DataFrame"
+                if compressed is None
+                else "takes no compressed notes"
+            )
+        )
+    source = _dataframe_scan(df, TEXT)
+    other = _dataframe_scan(compressed, TEXT, role="compressed") if compressed is not None else None
+
+    def scan(scan_dir: str) -> list[ScanTaskResult]:
+        return [*source(scan_dir), *(other(scan_dir) if other is not None else [])]
+
+    return build_from_scan(
+        scan, out, executor=SparkExecutor(df.sparkSession), kind=TEXT, settings=settings,
+        known=known, run_id=run_id, progress=progress,
     )  # fmt: skip

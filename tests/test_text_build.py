@@ -168,3 +168,44 @@ def test_spark_executor_gives_the_same_text_records(spark, notes, tmp_path: Path
     assert {k: v.docs for k, v in _records(outs["local"], ClinicalTextReader).items()} == {
         k: v.docs for k, v in _records(outs["spark"], ClinicalTextReader).items()
     }
+
+
+@pytest.mark.spark
+def test_build_text_packs_from_ziptext_dataframes(spark, notes, tmp_path: Path) -> None:
+    import iac_spark
+    from iac_spark.errors import OptionError
+
+    def load(root: Path):
+        return spark.read.format("ziptext").option("includeSkipped", "true").load(str(root))
+
+    out = str(tmp_path / "out")
+    single = iac_spark.build_text_packs(load(notes.root), out, dataset="notes")
+    patients = {}
+    for p in single.packs:
+        reader = ClinicalTextReader(p.path)
+        for row in range(reader.record_count):
+            got = reader.read_patient_at(row)
+            assert got.patient_id not in patients  # one record per patient
+            patients[got.patient_id] = {d.doc_id: d.text for d in got.docs}
+    assert patients == {
+        pid: {d.doc_id: d.text for d in notes.docs if d.patient_id == pid}
+        for pid in notes.docs_per_patient
+    }
+    for counts in single.sources.values():
+        assert counts.members == counts.packed + counts.duplicates + counts.errors + counts.skipped
+    pairs = iac_spark.build_text_packs(
+        load(notes.root), out, dataset="pairs", layout="clinical_text_pair",
+        compressed=load(notes.compressed_root),
+    )  # fmt: skip
+    packed = {
+        d.doc_id
+        for p in pairs.packs
+        for row in range(ClinicalTextPairReader(p.path).record_count)
+        for d in ClinicalTextPairReader(p.path).read_patient_at(row).docs
+    }
+    unpaired = set(notes.unpaired_sources) | set(notes.unpaired_compressed)
+    assert packed == {d.doc_id for d in notes.docs} - unpaired
+    stages = pairs.issues.column("stage").to_pylist()
+    assert stages.count("unpaired") == len(unpaired)
+    with pytest.raises(OptionError, match="needs the compressed notes"):
+        iac_spark.build_text_packs(load(notes.root), out, layout="clinical_text_pair")
