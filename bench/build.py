@@ -79,22 +79,7 @@ def baseline(zips: tuple[str, ...], out_file: str, level: int = 3) -> tuple[int,
     return n, raw, stored
 
 
-class Marks:
-    """A progress sink that remembers when each build message arrived (seconds from ``t0``)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.lines: list[tuple[float, str]] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append((time.perf_counter() - self.t0, line))
-
-    def at(self, prefix: str) -> float:
-        """Time of the first message starting with ``prefix`` (nan if none)."""
-        return next((t for t, line in self.lines if line.startswith(prefix)), float("nan"))
-
-
-def build_split(marks: Marks, total: float, surveyed: float) -> dict[str, float]:
+def build_split(marks: common.Marks, total: float, surveyed: float) -> dict[str, float]:
     """Phases of one ``run_build`` from its messages: survey, scan, plan, pack + merge."""
     scanned = marks.at("scanned ")
     packing = marks.at("packing ")
@@ -212,7 +197,7 @@ def profile_build(corpus: common.Corpus, work: Path) -> str:
     """``run_build`` in ONE process (LocalExecutor): phase times + where each phase's time goes."""
     out = str(work / "profile")
     ex = ProfilingExecutor()
-    marks = Marks()
+    marks = common.Marks()
     sources = survey(discover([str(corpus.root)]))
     surveyed = time.perf_counter() - marks.t0
     result = run_build(
@@ -262,7 +247,7 @@ def main() -> None:
     def core(executor: Any) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             out = str(work / f"ours-{next(counter)}")
-            marks = Marks()
+            marks = common.Marks()
             sources = survey(discover([root]))
             surveyed = time.perf_counter() - marks.t0
             result = run_build(
@@ -281,7 +266,7 @@ def main() -> None:
 
     def with_catalog() -> dict[str, Any]:
         out = str(work / f"catalog-{next(counter)}")
-        marks = Marks()
+        marks = common.Marks()
         r = catalog.build(spark, [root], out, dataset="bench", executor="spark", progress=marks)
         total = time.perf_counter() - marks.t0
         br = r.build_result

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -385,3 +386,20 @@ def footer(quick: bool = False) -> None:
         print("(PASS/BELOW TARGET) only mean something for the full run (no --quick).")
     print(f"reproduce: {command_line()}")
     print()
+
+
+class Marks:
+    """A progress sink that remembers when each build message arrived (seconds from ``t0``)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.lines: list[tuple[float, str]] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append((time.perf_counter() - self.t0, line))
+
+    def at(self, pattern: str) -> float:
+        """Time of the first message matching ``pattern`` (a regex, from the start; a plain
+        prefix such as ``"scanned "`` works as is); nan if none."""
+        rx = re.compile(pattern)
+        return next((t for t, line in self.lines if rx.match(line)), float("nan"))

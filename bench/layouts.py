@@ -118,23 +118,9 @@ def pack_file_bytes(paths: list[str]) -> int:
 # --------------------------------------------------------------------------------------
 
 
-class Marks:
-    """A progress sink that remembers when each build message arrived (seconds from ``t0``)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.lines: list[tuple[float, str]] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append((time.perf_counter() - self.t0, line))
-
-    def at(self, prefix: str) -> float:
-        return next((t for t, line in self.lines if line.startswith(prefix)), float("nan"))
-
-
 def our_build(root: str, out: str, executor: Any, layout: str) -> dict[str, Any]:
     """``run_build`` of ``root`` into ``out`` (removed afterwards): counts, bytes, phase times."""
-    marks = Marks()
+    marks = common.Marks()
     sources = survey(discover([root]))
     surveyed = time.perf_counter() - marks.t0
     result = run_build(

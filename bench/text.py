@@ -356,26 +356,10 @@ def baseline(root: str, out_file: str, codec: RecordCodec) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-class Marks:
-    """A progress sink that remembers when each build message arrived (seconds from ``t0``)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.lines: list[tuple[float, str]] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append((time.perf_counter() - self.t0, line))
-
-    def at(self, pattern: str) -> float:
-        """Time of the first message matching ``pattern`` (a regex, from the start; nan if none)."""
-        rx = re.compile(pattern)
-        return next((t for t, line in self.lines if rx.match(line)), float("nan"))
-
-
 PHASES = ("survey+catalog plan", "scan tasks", "plan", "pack tasks+merge", "commit")
 
 
-def ours_split(marks: Marks, total: float) -> dict[str, float]:
+def ours_split(marks: common.Marks, total: float) -> dict[str, float]:
     """Phases of one catalog.build from its progress messages."""
     sources = marks.at(r"\d+ sources: ")
     scanned = marks.at(r"scanned ")
@@ -394,7 +378,7 @@ def ours(
     spark: Any, root: str, out: str, codec: RecordCodec, executor: str, **options: Any
 ) -> tuple[dict[str, Any], catalog.CatalogBuildResult]:
     """One ``catalog.build`` of the corpus; ``options`` are further build options."""
-    marks = Marks()
+    marks = common.Marks()
     r = catalog.build(spark, [root], out, kind="text", executor=executor,  # type: ignore[arg-type]
                       dataset="bench", codec=codec, progress=marks, **options)  # fmt: skip
     total = time.perf_counter() - marks.t0
@@ -485,7 +469,7 @@ def profile_build(root: str, work: Path, codec: RecordCodec, top: int = 25) -> s
     out = str(work / "profile")
     shutil.rmtree(out, ignore_errors=True)
     prof = cProfile.Profile()
-    marks = Marks()
+    marks = common.Marks()
     prof.enable()
     r = catalog.build(None, [root], out, kind="text", executor="local", dataset="bench",
                       codec=codec, progress=marks)  # fmt: skip
